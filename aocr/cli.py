@@ -1,0 +1,261 @@
+"""The command line: subcommands and their flags, nothing else. Each verb's work lives in its own module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Any
+
+from aocr import __version__, defaults
+from aocr.errors import AocrError
+
+log = logging.getLogger("aocr")
+
+# Verb -> module whose run(args) does the work; imported only when that verb runs,
+# so `aocr --help` does not pay for importing TensorFlow.
+COMMANDS = {
+    "dataset": "aocr.data.writer",
+    "train": "aocr.train",
+    "test": "aocr.test",
+    "predict": "aocr.predict",
+    "export": "aocr.export",
+    "serve": "aocr.serve",
+}
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _common_flags() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--log-path", default=defaults.LOG_PATH,
+                   help="also write the log to this file ('' for none; default: %(default)s)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug lines (per image in test)")
+    return p
+
+
+def _model_dir_flags() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--model-dir", "--job-dir", dest="model_dir", default=defaults.MODEL_DIR,
+                   help="checkpoints and params.json (default: %(default)s); --job-dir is the "
+                        "name cloud training jobs pass")
+    p.add_argument("--gpu-id", type=int, default=None,
+                   help="run the model on this GPU (soft placement: CPU when it is absent)")
+    return p
+
+
+def _charset_flags() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--full-ascii", action="store_true", default=None,
+                   help="read printable ASCII (32-126) with case kept, instead of digits and A-Z")
+    p.add_argument("--charset", default=None,
+                   help="read exactly these characters (e.g. '0123456789-'), instead of digits and A-Z")
+    p.add_argument("--no-force-uppercase", action="store_true", default=None,
+                   help="keep the labels' case instead of upper-casing them")
+    return p
+
+
+def _shape_flags() -> argparse.ArgumentParser:
+    """Flags that fix the model; after training they come from params.json and need not be repeated."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group(
+        "model shape (stored in the model dir's params.json by train; test, predict and export read it)")
+    g.add_argument("--max-width", type=_positive_int, default=None,
+                   help=f"widest original image, in pixels (default: {defaults.MAX_WIDTH}); "
+                        "wider ones are shrunk to fit, never dropped")
+    g.add_argument("--max-height", type=_positive_int, default=None,
+                   help=f"tallest original image, in pixels (default: {defaults.MAX_HEIGHT})")
+    g.add_argument("--max-prediction", type=_positive_int, default=None,
+                   help=f"longest label, in characters (default: {defaults.MAX_PREDICTION})")
+    g.add_argument("--color", action="store_true", default=None, help="read RGB instead of grayscale")
+    g.add_argument("--attn-num-hidden", type=_positive_int, default=None,
+                   help=f"units per decoder layer (default: {defaults.ATTN_NUM_HIDDEN})")
+    g.add_argument("--attn-num-layers", type=_positive_int, default=None,
+                   help=f"decoder layers (default: {defaults.ATTN_NUM_LAYERS})")
+    g.add_argument("--use-gru", action="store_true", default=None, help="GRU decoder layers instead of LSTM")
+    g.add_argument("--target-embedding-size", type=_positive_int, default=None,
+                   help=f"size of the character embedding (default: {defaults.TARGET_EMBEDDING_SIZE})")
+    return p
+
+
+def explicit_shape(args: argparse.Namespace) -> dict[str, Any]:
+    """The ModelParams fields the user set on the command line (unset flags are absent)."""
+    given: dict[str, Any] = {}
+    for name in ("max_width", "max_height", "max_prediction", "attn_num_hidden",
+                 "attn_num_layers", "target_embedding_size"):
+        if getattr(args, name, None) is not None:
+            given[name] = getattr(args, name)
+    if getattr(args, "use_gru", None):
+        given["use_gru"] = True
+    if getattr(args, "color", None):
+        given["channels"] = 3
+    if getattr(args, "charset", None) is not None and getattr(args, "full_ascii", None):
+        raise AocrError("--charset and --full-ascii exclude each other; pass one")
+    if getattr(args, "charset", None) is not None:
+        given["charset"] = args.charset
+    elif getattr(args, "full_ascii", None):
+        given["charset"] = defaults.FULL_ASCII_CHARSET
+        given["force_uppercase"] = False
+    if getattr(args, "no_force_uppercase", None):
+        given["force_uppercase"] = False
+    return given
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aocr", description="Attention OCR: make datasets, train, test, predict, export and serve.")
+    parser.add_argument("--version", action="version", version=f"aocr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common, model_dir, charset, shape = _common_flags(), _model_dir_flags(), _charset_flags(), _shape_flags()
+
+    p = sub.add_parser("dataset", parents=[common, charset], help="annotation file -> TFRecords",
+                       description="Write TFRecords from an annotation file of 'path label' lines.")
+    p.add_argument("annotations_path", metavar="ANNOTATIONS", help="file of 'path label' lines")
+    p.add_argument("output_path", metavar="OUTPUT", nargs="?", default=defaults.DATASET_OUTPUT,
+                   help="TFRecords file to write (default: %(default)s)")
+    p.add_argument("--log-step", type=_positive_int, default=defaults.LOG_STEP,
+                   help="log progress every N lines when not on a terminal (default: %(default)s)")
+    p.add_argument("--save-filename", action="store_true",
+                   help="store each image's path in the record's 'comment' field")
+
+    p = sub.add_parser("train", parents=[common, model_dir, charset, shape], help="TFRecords -> checkpoints",
+                       description="Train a model, resuming from the model dir's latest checkpoint.")
+    p.add_argument("dataset_path", metavar="DATASET",
+                   help="TFRecords: a path, a glob or a comma-separated list")
+    p.add_argument("--batch-size", type=_positive_int, default=defaults.BATCH_SIZE,
+                   help="images per step (default: %(default)s)")
+    p.add_argument("--num-epoch", type=_positive_int, default=defaults.NUM_EPOCH,
+                   help="passes over the dataset (default: %(default)s)")
+    p.add_argument("--max-steps", type=_positive_int, default=None,
+                   help="stop when the global step reaches N, even before --num-epoch passes")
+    p.add_argument("--steps-per-checkpoint", type=_positive_int, default=defaults.STEPS_PER_CHECKPOINT,
+                   help="log and save every N steps (default: %(default)s)")
+    p.add_argument("--optimizer", choices=sorted(defaults.LEARNING_RATES), default=defaults.OPTIMIZER,
+                   help="(default: %(default)s; 'adadelta' with --initial-learning-rate 1.0 "
+                        "is the original aocr's)")
+    p.add_argument("--initial-learning-rate", type=_positive_float, default=None,
+                   help="(default: the optimizer's own: "
+                        + ", ".join(f"{k} {v}" for k, v in sorted(defaults.LEARNING_RATES.items())) + ")")
+    p.add_argument("--max-gradient-norm", type=_positive_float, default=defaults.MAX_GRADIENT_NORM,
+                   help="clip gradients to this global norm (default: %(default)s)")
+    p.add_argument("--no-gradient-clipping", action="store_true", help="do not clip gradients")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start from scratch instead of the latest checkpoint in --model-dir")
+    p.add_argument("--seed", type=int, default=None, help="random seed for weights and shuffling")
+
+    p = sub.add_parser("test", parents=[common, model_dir, charset, shape], help="TFRecords -> accuracy",
+                       description="Measure a trained model on TFRecords. Shapes come from params.json.")
+    p.add_argument("dataset_path", metavar="DATASET",
+                   help="TFRecords: a path, a glob or a comma-separated list")
+    p.add_argument("--batch-size", type=_positive_int, default=defaults.BATCH_SIZE,
+                   help="images per step (default: %(default)s)")
+    p.add_argument("--no-distance", action="store_true",
+                   help="make the headline accuracy full-word matches, not 1 - normalized edit distance")
+    p.add_argument("--visualize", action="store_true",
+                   help="write attention maps and an HTML report under --output-dir")
+    p.add_argument("--output-dir", default=defaults.OUTPUT_DIR, help="for --visualize (default: %(default)s)")
+
+    p = sub.add_parser("predict", parents=[common, model_dir, charset, shape], help="images -> text",
+                       description="Read text from image files. With no PATH, read paths from stdin, one a line. "
+                                   "Prints 'path<TAB>text<TAB>probability' per image.")
+    p.add_argument("paths", metavar="PATH", nargs="*", help="image files or directories of images")
+    p.add_argument("--batch-size", type=_positive_int, default=defaults.BATCH_SIZE,
+                   help="images per step (default: %(default)s)")
+    p.add_argument("--visualize", action="store_true", help="write attention maps under --output-dir")
+    p.add_argument("--output-dir", default=defaults.OUTPUT_DIR, help="for --visualize (default: %(default)s)")
+
+    p = sub.add_parser("export", parents=[common, model_dir, charset, shape],
+                       help="checkpoints -> SavedModel or frozen graph",
+                       description="Export the latest checkpoint for TensorFlow Serving (DIR/VERSION/) "
+                                   "or as a frozen graph (DIR/frozen_graph.pb). Shapes come from params.json.")
+    p.add_argument("export_path", metavar="DIR", nargs="?", default=defaults.EXPORT_DIR,
+                   help="(default: %(default)s)")
+    p.add_argument("--format", choices=["savedmodel", "frozengraph"], default=defaults.EXPORT_FORMAT,
+                   help="(default: %(default)s)")
+    p.add_argument("--version", dest="export_version", type=_positive_int, default=None,
+                   help="SavedModel version directory (default: the next free integer)")
+    p.add_argument("--force", action="store_true", help="replace an existing version or frozen graph")
+
+    p = sub.add_parser("serve", parents=[common], help="SavedModel -> TF Serving REST API",
+                       description="Serve an exported model over HTTP with TensorFlow Serving's REST API.")
+    p.add_argument("export_path", metavar="DIR", help="directory written by `aocr export`")
+    p.add_argument("--model-name", default=defaults.SERVE_MODEL_NAME, help="(default: %(default)s)")
+    p.add_argument("--host", default=defaults.SERVE_HOST, help="(default: %(default)s)")
+    p.add_argument("--port", type=int, default=defaults.SERVE_PORT, help="(default: %(default)s)")
+    p.add_argument("--version", dest="export_version", type=_positive_int, default=None,
+                   help="serve this version (default: the newest)")
+    p.add_argument("--max-request-bytes", type=_positive_int, default=defaults.MAX_REQUEST_BYTES,
+                   help="largest request body accepted (default: %(default)s)")
+    return parser
+
+
+def setup_logging(verbose: bool, log_path: str) -> None:
+    """Log lines to stderr and, like the original, to a log file."""
+    level = logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger("aocr")
+    root.setLevel(level)
+    root.handlers.clear()
+    root.propagate = False
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    root.addHandler(console)
+    if log_path:
+        try:
+            handler = logging.FileHandler(log_path, encoding="utf-8")
+        except OSError as e:
+            root.warning("cannot write the log file %s (%s); logging to the terminal only", log_path, e.strerror)
+        else:
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+            root.addHandler(handler)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with native stderr muted: its start-up lines (oneDNN, CUDA probing) are
+    printed before any log level applies and would bury aocr's own messages."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            importlib.import_module("tensorflow")
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.verbose:
+        import_tensorflow_quietly()
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    setup_logging(args.verbose, args.log_path)
+    try:
+        module = importlib.import_module(COMMANDS[args.command])
+        return module.run(args)
+    except AocrError as e:
+        log.error("%s", e)
+        return 1
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130

@@ -1,0 +1,1 @@
+"""Annotations, TFRecords (writing and reading) and the preprocessing shared by training and serving."""

@@ -1,0 +1,53 @@
+"""The tf.data input pipeline for training: records -> preprocessed, width-bucketed batches."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from aocr.data.preprocess import HEIGHT, preprocess_image
+from aocr.data.records import LabelScan
+from aocr.params import ModelParams
+
+# Bucket edges every 8 pixels (2 CNN columns): images of similar width share a batch,
+# and each batch is padded only to its own widest image.
+BUCKET_STEP = 8
+SHUFFLE_BUFFER = 10000
+
+
+def bucket_boundaries(params: ModelParams) -> list[int]:
+    return list(range(BUCKET_STEP + 1, params.image_width + 1, BUCKET_STEP))
+
+
+def training_dataset(scan: LabelScan, params: ModelParams, batch_size: int, num_epoch: int,
+                     seed: int | None = None, num_shards: int = 1, shard_index: int = 0) -> tf.data.Dataset:
+    """Batches of {images float32 [B, 32, W, C], widths int32 [B], label_ids int32 [B, max_prediction + 2]}.
+
+    W is the widest image of the batch. Records whose label the scan rejected are
+    dropped; images that fail to decode are dropped too. With num_shards > 1 this
+    worker reads only its share of the records.
+    """
+    files = tf.data.Dataset.from_tensor_slices((scan.files, tf.constant(scan.readable_counts, tf.int64)))
+    records = files.flat_map(lambda path, count: tf.data.TFRecordDataset(path).take(count))
+    labels = tf.data.Dataset.from_tensor_slices((scan.keep, scan.label_ids))
+    dataset = tf.data.Dataset.zip((records, labels))
+    dataset = dataset.filter(lambda record, label: label[0])
+    if num_shards > 1:
+        dataset = dataset.shard(num_shards, shard_index)
+    dataset = dataset.shuffle(min(SHUFFLE_BUFFER, max(1, scan.usable)), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.repeat(num_epoch)
+
+    def decode(record: tf.Tensor, label: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
+        features = tf.io.parse_single_example(record, {"image": tf.io.FixedLenFeature([], tf.string)})
+        image, width = preprocess_image(features["image"], params)
+        return {"images": image, "widths": width, "label_ids": label[1]}
+
+    dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+    dataset = dataset.ignore_errors()
+    boundaries = bucket_boundaries(params)
+    dataset = dataset.bucket_by_sequence_length(
+        element_length_func=lambda element: element["widths"],
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        padded_shapes={"images": [HEIGHT, None, params.channels], "widths": [], "label_ids": [None]},
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,168 @@
+"""Reading TFRecords in Python: listing files, iterating records, checking labels before training.
+
+Records written by the original aocr load as they are: `image` and `label` are required,
+`comment` is optional.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import tensorflow as tf
+
+from aocr.charset import EOS_ID, GO_ID, PAD_ID
+from aocr.errors import AocrError
+from aocr.params import ModelParams
+
+log = logging.getLogger("aocr")
+
+
+def expand_dataset_paths(spec: str) -> list[str]:
+    """Files named by a path, a glob or a comma-separated list of either; each must exist."""
+    files: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        matches = sorted(tf.io.gfile.glob(part)) if any(c in part for c in "*?[") else [part]
+        if not matches or not all(tf.io.gfile.exists(m) for m in matches):
+            raise AocrError(f"{part}: no such TFRecords file; make one with `aocr dataset`")
+        files.extend(m for m in matches if not tf.io.gfile.isdir(m))
+    if not files:
+        raise AocrError(f"{spec!r} names no TFRecords file")
+    return files
+
+
+@dataclass(frozen=True)
+class Record:
+    """One readable record. `position` counts records across all files, from 0."""
+
+    source: str
+    position: int
+    image: bytes
+    label: str
+    comment: str | None
+
+
+def _feature_bytes(example: tf.train.Example, key: str) -> bytes | None:
+    feature = example.features.feature.get(key)
+    if feature is None or not feature.bytes_list.value:
+        return None
+    return feature.bytes_list.value[0]
+
+
+def iter_records(files: list[str], readable_counts: dict[str, int] | None = None) -> Iterator[Record]:
+    """Every record with an image and a label, in file order.
+
+    A truncated or corrupt record ends its file with a warning naming the file; records
+    without `image` or `label` are skipped with a warning. When given, readable_counts
+    receives the number of records each file yields to TFRecordDataset before its first
+    unreadable one.
+    """
+    position = 0
+    for path in files:
+        index = -1
+        try:
+            for index, raw in enumerate(tf.compat.v1.io.tf_record_iterator(path)):
+                try:
+                    example = tf.train.Example.FromString(raw)
+                except Exception:  # protobuf's DecodeError has no stable public import path
+                    example = None
+                image = _feature_bytes(example, "image") if example else None
+                label = _feature_bytes(example, "label") if example else None
+                if image is None or label is None:
+                    log.warning("%s, record %d: no 'image' or 'label' feature; skipped", path, index)
+                    label = None
+                if label is not None:
+                    comment = _feature_bytes(example, "comment")
+                    yield Record(path, position, image, label.decode("utf-8", "replace"),
+                                 comment.decode("utf-8", "replace") if comment is not None else None)
+                position += 1
+            index += 1
+        except tf.errors.DataLossError:
+            index += 1
+            log.warning("%s: record %d is truncated or corrupt; the %d records before it are used, "
+                        "the rest of the file is skipped (rewrite it with `aocr dataset`)", path, index, index)
+        if readable_counts is not None:
+            readable_counts[path] = index
+
+
+@dataclass
+class LabelScan:
+    """What training will read: per file the readable record count, per record its label ids.
+
+    label_ids is int32 [records, max_prediction + 2]: GO, the characters, EOS, then PAD.
+    keep marks the records whose label fits the charset and max_prediction.
+    """
+
+    files: list[str]
+    readable_counts: list[int]
+    label_ids: np.ndarray
+    keep: np.ndarray
+    too_long: list[str] = field(default_factory=list)
+    unknown_chars: Counter = field(default_factory=Counter)
+
+    @property
+    def usable(self) -> int:
+        return int(self.keep.sum())
+
+
+def encode_label(label: str, params: ModelParams) -> np.ndarray | None:
+    """GO, ids, EOS, PAD... as int32 [max_prediction + 2]; None if the label cannot be learned."""
+    charset = params.char_table
+    if charset.unknown_chars(label) or len(charset.normalize(label)) > params.max_prediction:
+        return None
+    ids = np.full(params.max_prediction + 2, PAD_ID, np.int32)
+    chars = charset.encode(label)
+    ids[0] = GO_ID
+    ids[1:len(chars) + 1] = chars
+    ids[len(chars) + 1] = EOS_ID
+    return ids
+
+
+def scan_labels(files: list[str], params: ModelParams) -> LabelScan:
+    """Read every record's label once and say which ones training can use, and why not the rest."""
+    counts: dict[str, int] = {}
+    rows: list[np.ndarray] = []
+    keep: list[bool] = []
+    too_long: list[str] = []
+    unknown: Counter = Counter()
+    blank = np.zeros(params.max_prediction + 2, np.int32)
+    for record in iter_records(files, counts):
+        while len(rows) < record.position:  # records skipped for missing features keep their slot
+            rows.append(blank)
+            keep.append(False)
+        ids = encode_label(record.label, params)
+        if ids is None:
+            missing = params.char_table.unknown_chars(record.label)
+            if missing:
+                unknown.update(missing)
+            else:
+                too_long.append(record.label)
+        rows.append(blank if ids is None else ids)
+        keep.append(ids is not None)
+    total = sum(counts.values())
+    while len(rows) < total:
+        rows.append(blank)
+        keep.append(False)
+    label_ids = np.stack(rows) if rows else np.zeros((0, params.max_prediction + 2), np.int32)
+    return LabelScan(files, [counts[f] for f in files], label_ids, np.array(keep, bool), too_long, unknown)
+
+
+def report_scan(scan: LabelScan, params: ModelParams) -> None:
+    """Log what will be skipped and why; an AocrError when nothing is left to learn from."""
+    total = len(scan.keep)
+    if scan.too_long:
+        longest = max(scan.too_long, key=len)
+        log.warning("%d records skipped: label longer than --max-prediction %d (longest: %d characters, %r)",
+                    len(scan.too_long), params.max_prediction, len(longest), longest)
+    if scan.unknown_chars:
+        log.warning("%d records skipped: label characters outside the charset: %r; "
+                    "use --full-ascii or --charset to include them",
+                    total - scan.usable - len(scan.too_long), "".join(sorted(scan.unknown_chars)))
+    if scan.usable == 0:
+        raise AocrError(f"no usable record in {', '.join(scan.files)} ({total} read)")
+    log.info("%d records in %d file(s), %d usable", total, len(scan.files), scan.usable)

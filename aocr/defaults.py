@@ -1,0 +1,37 @@
+"""Default values of every flag, in one place. Names and values follow the original aocr."""
+
+import string
+
+BATCH_SIZE = 65
+STEPS_PER_CHECKPOINT = 100
+NUM_EPOCH = 1000
+TARGET_EMBEDDING_SIZE = 10
+ATTN_NUM_HIDDEN = 128
+ATTN_NUM_LAYERS = 2
+MAX_GRADIENT_NORM = 5.0
+MAX_WIDTH = 160
+MAX_HEIGHT = 60
+MAX_PREDICTION = 8
+MODEL_DIR = "./checkpoints"
+OUTPUT_DIR = "./results"
+LOG_PATH = "aocr.log"
+EXPORT_FORMAT = "savedmodel"
+EXPORT_DIR = "./exported"
+DATASET_OUTPUT = "./dataset.tfrecords"
+LOG_STEP = 500
+
+# Adam learns the rendered-text task in minutes where AdaDelta at 1.0 (the original's
+# choice) does not move in the same time; `--optimizer adadelta` restores the original.
+OPTIMIZER = "adam"
+LEARNING_RATES = {"adam": 0.001, "adadelta": 1.0, "sgd": 0.1}
+
+# Images are resized to this height before the CNN; the pools bring it down to 1.
+IMAGE_HEIGHT = 32
+
+DEFAULT_CHARSET = string.digits + string.ascii_uppercase
+FULL_ASCII_CHARSET = "".join(chr(code) for code in range(32, 127))
+
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 8501
+SERVE_MODEL_NAME = "aocr"
+MAX_REQUEST_BYTES = 10 * 1024 * 1024

@@ -1,0 +1,67 @@
+"""The sliding CNN: a VGG-style stack that turns an image into a sequence of feature columns."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+# (output channels, kernel size, batch norm, max pool (height, width) after the layer or None)
+LAYERS = (
+    (64, 3, False, (2, 2)),
+    (128, 3, False, (2, 2)),
+    (256, 3, True, None),
+    (256, 3, False, (2, 1)),
+    (512, 3, True, None),
+    (512, 3, False, (2, 1)),
+    (512, 2, True, (2, 1)),
+)
+FEATURES = LAYERS[-1][0]
+WIDTH_STRIDE = 4
+BN_DECAY = 0.99
+BN_EPSILON = 1e-3
+
+
+def _batch_norm(net: tf.Tensor, training: bool, updates: list[tf.Operation]) -> tf.Tensor:
+    """Fused batch norm; in training it normalizes by batch statistics and appends the ops that
+    move the running averages to `updates`, in inference it uses those averages."""
+    channels = net.shape[-1]
+    gamma = tf1.get_variable("gamma", [channels], initializer=tf1.ones_initializer())
+    beta = tf1.get_variable("beta", [channels], initializer=tf1.zeros_initializer())
+    moving_mean = tf1.get_variable("moving_mean", [channels], initializer=tf1.zeros_initializer(), trainable=False)
+    moving_var = tf1.get_variable("moving_variance", [channels], initializer=tf1.ones_initializer(),
+                                  trainable=False)
+    if not training:
+        out, _, _ = tf1.nn.fused_batch_norm(net, gamma, beta, moving_mean, moving_var,
+                                            epsilon=BN_EPSILON, is_training=False)
+        return out
+    out, mean, var = tf1.nn.fused_batch_norm(net, gamma, beta, epsilon=BN_EPSILON, is_training=True)
+    updates.append(tf1.assign_sub(moving_mean, (1 - BN_DECAY) * (moving_mean - mean)))
+    updates.append(tf1.assign_sub(moving_var, (1 - BN_DECAY) * (moving_var - var)))
+    return out
+
+
+def cnn_features(images: tf.Tensor, training: bool) -> tuple[tf.Tensor, list[tf.Operation]]:
+    """images: float32 [B, 32, W, C], values 0-255, W a multiple of 4.
+
+    Returns (features float32 [B, W/4, 512], batch-norm update ops, empty unless training).
+    Seven 3x3 convolutions (the last 2x2), batch norm on the 3rd, 5th and 7th, and max
+    pools 2x2, 2x2, 2x1, 2x1, 2x1 take height 32 to 1 and width W to W/4.
+    """
+    updates: list[tf.Operation] = []
+    net = (images - 128.0) / 128.0
+    with tf1.variable_scope("cnn"):
+        for number, (channels, kernel, batch_norm, pool) in enumerate(LAYERS, start=1):
+            with tf1.variable_scope(f"conv{number}"):
+                weights = tf1.get_variable(
+                    "weights", [kernel, kernel, net.shape[-1], channels],
+                    initializer=tf1.variance_scaling_initializer(scale=2.0))
+                net = tf.nn.conv2d(net, weights, strides=1, padding="SAME")
+                if batch_norm:
+                    net = _batch_norm(net, training, updates)
+                else:
+                    net = net + tf1.get_variable("bias", [channels], initializer=tf1.zeros_initializer())
+                net = tf.nn.relu(net)
+            if pool is not None:
+                net = tf.nn.max_pool2d(net, ksize=(pool[0], pool[1]), strides=(pool[0], pool[1]), padding="VALID")
+    return tf.squeeze(net, axis=1), updates

@@ -1,0 +1,117 @@
+"""The attention decoder: stacked LSTM (or GRU) layers, each with its own weights, reading the
+encoder's columns through additive (Bahdanau) attention masked beyond each image's real width."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from aocr.charset import GO_ID
+
+tf1 = tf.compat.v1
+
+
+class _LSTMLayer:
+    """One LSTM layer; state is (c, h), each float32 [B, units]."""
+
+    def __init__(self, input_size: int, units: int) -> None:
+        self.units = units
+        self.kernel = tf1.get_variable("kernel", [input_size + units, 4 * units],
+                                       initializer=tf1.glorot_uniform_initializer())
+        self.bias = tf1.get_variable("bias", [4 * units], initializer=tf1.zeros_initializer())
+
+    def zero_state(self, batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        zeros = tf.zeros(tf.stack([batch, self.units]))
+        return zeros, zeros
+
+    def __call__(self, x: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tuple]:
+        c, h = state
+        gates = tf.matmul(tf.concat([x, h], axis=1), self.kernel) + self.bias
+        i, j, f, o = tf.split(gates, 4, axis=1)
+        c = tf.sigmoid(f + 1.0) * c + tf.sigmoid(i) * tf.tanh(j)
+        h = tf.sigmoid(o) * tf.tanh(c)
+        return h, (c, h)
+
+
+class _GRULayer:
+    """One GRU layer; state is h, float32 [B, units]."""
+
+    def __init__(self, input_size: int, units: int) -> None:
+        self.units = units
+        self.gate_kernel = tf1.get_variable("gate_kernel", [input_size + units, 2 * units],
+                                            initializer=tf1.glorot_uniform_initializer())
+        self.gate_bias = tf1.get_variable("gate_bias", [2 * units], initializer=tf1.ones_initializer())
+        self.candidate_kernel = tf1.get_variable("candidate_kernel", [input_size + units, units],
+                                                 initializer=tf1.glorot_uniform_initializer())
+        self.candidate_bias = tf1.get_variable("candidate_bias", [units], initializer=tf1.zeros_initializer())
+
+    def zero_state(self, batch: tf.Tensor) -> tf.Tensor:
+        return tf.zeros(tf.stack([batch, self.units]))
+
+    def __call__(self, x: tf.Tensor, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        gates = tf.sigmoid(tf.matmul(tf.concat([x, h], axis=1), self.gate_kernel) + self.gate_bias)
+        reset, update = tf.split(gates, 2, axis=1)
+        candidate = tf.tanh(tf.matmul(tf.concat([x, reset * h], axis=1), self.candidate_kernel)
+                            + self.candidate_bias)
+        h = update * h + (1.0 - update) * candidate
+        return h, h
+
+
+@dataclass
+class DecoderOutputs:
+    logits: tf.Tensor  # float32 [B, S, num_classes]
+    ids: tf.Tensor  # int32 [B, S], the most likely class at each step
+    attention: tf.Tensor  # float32 [B, S, T], each step's weights over the encoder columns
+
+
+def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, steps: int, units: int,
+                     layers: int, embedding_size: int, use_gru: bool,
+                     decoder_inputs: tf.Tensor | None = None) -> DecoderOutputs:
+    """Decode `steps` characters from the encoder's columns.
+
+    encoded: float32 [B, T, D]; mask: bool [B, T], False on columns beyond an image's width.
+    decoder_inputs: int32 [B, steps], GO then the label, for teacher forcing in training
+    and evaluation; None for greedy decoding, which feeds back each step's most likely class.
+    """
+    batch = tf.shape(encoded)[0]
+    depth = encoded.shape[-1]
+    with tf1.variable_scope("decoder"):
+        embedding = tf1.get_variable("embedding", [num_classes, embedding_size],
+                                     initializer=tf1.random_uniform_initializer(-1.0, 1.0))
+        layer_type = _GRULayer if use_gru else _LSTMLayer
+        cells = []
+        for number in range(layers):
+            with tf1.variable_scope(f"layer{number + 1}"):
+                cells.append(layer_type(embedding_size + depth if number == 0 else units, units))
+        with tf1.variable_scope("attention"):
+            key_kernel = tf1.get_variable("key_kernel", [depth, units], initializer=tf1.glorot_uniform_initializer())
+            query_kernel = tf1.get_variable("query_kernel", [units, units],
+                                            initializer=tf1.glorot_uniform_initializer())
+            score_vector = tf1.get_variable("score_vector", [units], initializer=tf1.glorot_uniform_initializer())
+        with tf1.variable_scope("output"):
+            output_kernel = tf1.get_variable("kernel", [units + depth, num_classes],
+                                             initializer=tf1.glorot_uniform_initializer())
+            output_bias = tf1.get_variable("bias", [num_classes], initializer=tf1.zeros_initializer())
+
+        keys = tf.tensordot(encoded, key_kernel, axes=1)  # [B, T, units]
+        states = [cell.zero_state(batch) for cell in cells]
+        context = tf.zeros(tf.stack([batch, depth]))
+        previous = tf.fill(tf.expand_dims(batch, 0), GO_ID)
+        all_logits, all_ids, all_weights = [], [], []
+        for step in range(steps):
+            if decoder_inputs is not None:
+                previous = decoder_inputs[:, step]
+            x = tf.concat([tf.nn.embedding_lookup(embedding, previous), context], axis=1)
+            for number, cell in enumerate(cells):
+                x, states[number] = cell(x, states[number])
+            query = tf.matmul(x, query_kernel)  # [B, units]
+            scores = tf.reduce_sum(score_vector * tf.tanh(keys + query[:, None, :]), axis=2)  # [B, T]
+            weights = tf.nn.softmax(tf.where(mask, scores, tf.fill(tf.shape(scores), -1e9)))
+            context = tf.einsum("bt,btd->bd", weights, encoded)
+            logits = tf.matmul(tf.concat([x, context], axis=1), output_kernel) + output_bias
+            previous = tf.argmax(logits, axis=1, output_type=tf.int32)
+            all_logits.append(logits)
+            all_ids.append(previous)
+            all_weights.append(weights)
+    return DecoderOutputs(tf.stack(all_logits, axis=1), tf.stack(all_ids, axis=1), tf.stack(all_weights, axis=1))

@@ -1,0 +1,82 @@
+"""The graph builder: one function for training, evaluation and inference, with the same
+variable names in every mode so one checkpoint serves train, test, predict and export."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import tensorflow as tf
+
+from aocr.charset import EOS_ID, PAD_ID
+from aocr.data.preprocess import preprocess_batch
+from aocr.model.cnn import WIDTH_STRIDE, cnn_features
+from aocr.model.decoder import attention_decode
+from aocr.model.encoder import bidirectional_lstm
+from aocr.params import ModelParams
+
+Mode = Literal["train", "eval", "infer"]
+
+
+@dataclass
+class ModelOutputs:
+    logits: tf.Tensor  # float32 [B, S, num_classes], S = max_prediction + 1
+    ids: tf.Tensor  # int32 [B, S]
+    attention: tf.Tensor  # float32 [B, S, T], T = W / 4 encoder columns
+    columns: tf.Tensor  # int32 [B], the real (unpadded) encoder columns of each image
+    loss: tf.Tensor | None  # scalar, mean cross-entropy per target character (train and eval)
+    batch_norm_updates: list  # ops to run with each training step (train only)
+
+
+def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode: Mode,
+                label_ids: tf.Tensor | None = None) -> ModelOutputs:
+    """images: float32 [B, 32, W, C] (0-255, W a multiple of 4); widths: int32 [B] real widths.
+
+    label_ids: int32 [B, max_prediction + 2] (GO, characters, EOS, PAD...), needed for
+    "train" and "eval", which decode with teacher forcing and return the loss; "infer"
+    decodes greedily and needs none.
+    """
+    features, bn_updates = cnn_features(images, training=mode == "train")
+    columns = widths // WIDTH_STRIDE
+    encoded = bidirectional_lstm(features, columns, params.attn_num_hidden * params.attn_num_layers)
+    mask = tf.sequence_mask(columns, tf.shape(encoded)[1])
+    teacher = None if mode == "infer" else label_ids[:, :-1]
+    decoded = attention_decode(
+        encoded, mask, params.char_table.num_classes, params.decoder_steps, params.attn_num_hidden,
+        params.attn_num_layers, params.target_embedding_size, params.use_gru, decoder_inputs=teacher)
+    loss = None
+    if mode != "infer":
+        targets = label_ids[:, 1:]
+        weights = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
+        cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=decoded.logits)
+        loss = tf.reduce_sum(cross_entropy * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+    return ModelOutputs(decoded.logits, decoded.ids, decoded.attention, columns, loss, bn_updates)
+
+
+@dataclass
+class Recognition:
+    text: tf.Tensor  # string [N]
+    probability: tf.Tensor  # float64 [N], product of the chosen characters' probabilities through EOS
+    attention: tf.Tensor  # float32 [N, S, T]
+    ids: tf.Tensor  # int32 [N, S]
+    widths: tf.Tensor  # int32 [N], each image's width in the CNN's input, in pixels
+    image_width: tf.Tensor  # int32 scalar, the batch's padded width in pixels
+
+
+def recognize_bytes(image_bytes: tf.Tensor, params: ModelParams) -> Recognition:
+    """The inference graph from encoded images to text: what predict, test and the exports run.
+
+    image_bytes: string [N], encoded PNG/JPEG/GIF/BMP images.
+    """
+    images, widths = preprocess_batch(image_bytes, params)
+    outputs = build_model(images, widths, params, "infer")
+    probabilities = tf.reduce_max(tf.nn.softmax(outputs.logits), axis=2)  # [N, S]
+    # Steps after the first EOS are not part of the answer: no text, no probability.
+    is_eos = tf.cast(tf.equal(outputs.ids, EOS_ID), tf.int32)
+    after_eos = tf.cumsum(is_eos, axis=1, exclusive=True) > 0
+    chars = tf.gather(tf.constant(params.char_table.id_table()), outputs.ids)
+    text = tf.strings.reduce_join(tf.where(after_eos, tf.zeros_like(chars), chars), axis=1)
+    probability = tf.reduce_prod(
+        tf.where(after_eos, tf.ones_like(probabilities), probabilities), axis=1)
+    return Recognition(text, tf.cast(probability, tf.float64), outputs.attention, outputs.ids, widths,
+                       tf.shape(images)[2])

@@ -1,0 +1,39 @@
+"""The training op: optimizer, gradient clipping, batch-norm updates, global step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+
+def make_optimizer(name: str, learning_rate: float) -> tf1.train.Optimizer:
+    if name == "adam":
+        return tf1.train.AdamOptimizer(learning_rate)
+    if name == "adadelta":
+        return tf1.train.AdadeltaOptimizer(learning_rate)
+    if name == "sgd":
+        return tf1.train.MomentumOptimizer(learning_rate, momentum=0.9)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+@dataclass
+class TrainOps:
+    train_op: tf.Operation
+    gradient_norm: tf.Tensor  # scalar, before clipping
+
+
+def build_train_op(loss: tf.Tensor, optimizer: tf1.train.Optimizer, global_step: tf.Variable,
+                   max_gradient_norm: float | None, extra_updates: list) -> TrainOps:
+    """Minimize `loss`, clipping gradients to `max_gradient_norm` (None: no clipping) and
+    running `extra_updates` (batch-norm averages) with every step."""
+    variables = tf1.trainable_variables()
+    gradients = tf.gradients(loss, variables)
+    norm = tf.linalg.global_norm(gradients)
+    if max_gradient_norm is not None:
+        gradients, _ = tf.clip_by_global_norm(gradients, max_gradient_norm, use_norm=norm)
+    with tf.control_dependencies(extra_updates):
+        train_op = optimizer.apply_gradients(zip(gradients, variables), global_step=global_step)
+    return TrainOps(train_op, norm)
