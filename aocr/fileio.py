@@ -35,7 +35,8 @@ def _op_message(error: Exception) -> str:
 def temp_path_beside(path: str) -> str:
     """A unique temporary name in the same directory, so the final rename stays on one filesystem."""
     directory, name = os.path.split(path)
-    return join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}") if directory else f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    temp_name = f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    return join(directory, temp_name) if directory else temp_name
 
 
 @contextlib.contextmanager

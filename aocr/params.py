@@ -55,7 +55,7 @@ class ModelParams:
         if self.channels not in (1, 3):
             raise AocrError(f"channels must be 1 (grayscale) or 3 (--color), got {self.channels}")
         try:
-            self.char_table
+            Charset(self.charset, self.force_uppercase)
         except ValueError as e:
             raise AocrError(f"--charset: {e}") from None
 

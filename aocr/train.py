@@ -11,11 +11,12 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from aocr import defaults, params as model_params
-from aocr.fileio import join
+from aocr import defaults
+from aocr import params as model_params
 from aocr.cli import explicit_shape
 from aocr.data.pipeline import training_dataset
 from aocr.data.records import expand_dataset_paths, report_scan, scan_labels
+from aocr.fileio import join
 from aocr.model.model import build_model
 from aocr.model.optimize import build_train_op, make_optimizer
 from aocr.params import ModelParams

@@ -35,5 +35,5 @@ def build_train_op(loss: tf.Tensor, optimizer: tf1.train.Optimizer, global_step:
     if max_gradient_norm is not None:
         gradients, _ = tf.clip_by_global_norm(gradients, max_gradient_norm, use_norm=norm)
     with tf.control_dependencies(extra_updates):
-        train_op = optimizer.apply_gradients(zip(gradients, variables), global_step=global_step)
+        train_op = optimizer.apply_gradients(zip(gradients, variables, strict=True), global_step=global_step)
     return TrainOps(train_op, norm)
