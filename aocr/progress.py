@@ -12,7 +12,8 @@ log = logging.getLogger("aocr")
 
 
 class Progress:
-    """Counts work done; draws a bar when stderr is a terminal, else logs every `log_every` units."""
+    """Counts work done; draws a bar when stderr is a terminal, else logs every `log_every` units
+    (never with log_every=0, for callers that log progress themselves)."""
 
     def __init__(self, what: str, total: int | None = None, log_every: int = 100, initial: int = 0) -> None:
         self.what = what
@@ -30,7 +31,7 @@ class Progress:
             self._bar.update(count)
             if status:
                 self._bar.set_postfix(status, refresh=False)
-        elif self.done // self.log_every > before // self.log_every:
+        elif self.log_every and self.done // self.log_every > before // self.log_every:
             of_total = f"/{self.total}" if self.total else ""
             extra = "".join(f", {k} {v}" for k, v in status.items())
             log.info("%s: %d%s%s", self.what, self.done, of_total, extra)

@@ -43,7 +43,8 @@ def require_checkpoint(model_dir: str) -> str:
 def restore(session: tf1.Session, saver: tf1.train.Saver, checkpoint: str) -> None:
     """Load a checkpoint; one that does not fit the graph is an error saying so, not a traceback."""
     try:
-        saver.restore(session, checkpoint)
+        with session.graph.as_default():
+            saver.restore(session, checkpoint)
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
         first_line = (e.message or str(e)).strip().splitlines()[0]
         raise AocrError(f"{checkpoint} does not match this model ({first_line}); "

@@ -121,7 +121,7 @@ def train(config: TrainConfig, params: ModelParams) -> int:
                  step, scan.usable, steps_per_epoch, config.batch_size, config.optimizer,
                  config.effective_learning_rate)
         writer = tf1.summary.FileWriter(config.model_dir)
-        progress = Progress("train", total=total, log_every=config.steps_per_checkpoint, initial=step)
+        progress = Progress("train", total=total, log_every=0, initial=step)
 
         def save() -> None:
             nonlocal saved_step

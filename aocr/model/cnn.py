@@ -18,7 +18,7 @@ LAYERS = (
 )
 FEATURES = LAYERS[-1][0]
 WIDTH_STRIDE = 4
-BN_DECAY = 0.99
+BN_DECAY = 0.9
 BN_EPSILON = 1e-3
 
 
@@ -41,15 +41,27 @@ def _batch_norm(net: tf.Tensor, training: bool, updates: list[tf.Operation]) -> 
     return out
 
 
-def cnn_features(images: tf.Tensor, training: bool) -> tuple[tf.Tensor, list[tf.Operation]]:
-    """images: float32 [B, 32, W, C], values 0-255, W a multiple of 4.
+def _mask_beyond(net: tf.Tensor, widths: tf.Tensor) -> tf.Tensor:
+    """Zero the columns of net [B, H, W', C] at or beyond each image's width (int32 [B], in W' units)."""
+    mask = tf.sequence_mask(widths, tf.shape(net)[2], dtype=net.dtype)
+    return net * mask[:, None, :, None]
+
+
+def cnn_features(images: tf.Tensor, widths: tf.Tensor, training: bool) -> tuple[tf.Tensor, list[tf.Operation]]:
+    """images: float32 [B, 32, W, C], values 0-255, W a multiple of 4; widths: int32 [B], real widths.
 
     Returns (features float32 [B, W/4, 512], batch-norm update ops, empty unless training).
     Seven 3x3 convolutions (the last 2x2), batch norm on the 3rd, 5th and 7th, and max
     pools 2x2, 2x2, 2x1, 2x1, 2x1 take height 32 to 1 and width W to W/4.
+
+    Each layer's output is zeroed beyond the image's real width, so the padding looks
+    exactly like the convolutions' own zero padding: an image gives the same features
+    whatever the width of the batch it is padded into (alone, in a batch, or in a
+    served request with other images).
     """
     updates: list[tf.Operation] = []
-    net = (images - 128.0) / 128.0
+    scale = 1
+    net = _mask_beyond((images - 128.0) / 128.0, widths)
     with tf1.variable_scope("cnn"):
         for number, (channels, kernel, batch_norm, pool) in enumerate(LAYERS, start=1):
             with tf1.variable_scope(f"conv{number}"):
@@ -61,7 +73,8 @@ def cnn_features(images: tf.Tensor, training: bool) -> tuple[tf.Tensor, list[tf.
                     net = _batch_norm(net, training, updates)
                 else:
                     net = net + tf1.get_variable("bias", [channels], initializer=tf1.zeros_initializer())
-                net = tf.nn.relu(net)
+                net = _mask_beyond(tf.nn.relu(net), widths // scale)
             if pool is not None:
                 net = tf.nn.max_pool2d(net, ksize=(pool[0], pool[1]), strides=(pool[0], pool[1]), padding="VALID")
+                scale *= pool[1]
     return tf.squeeze(net, axis=1), updates

@@ -21,9 +21,8 @@ class _LSTMLayer:
                                        initializer=tf1.glorot_uniform_initializer())
         self.bias = tf1.get_variable("bias", [4 * units], initializer=tf1.zeros_initializer())
 
-    def zero_state(self, batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        zeros = tf.zeros(tf.stack([batch, self.units]))
-        return zeros, zeros
+    def initial_state(self, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return tf.zeros_like(h), h
 
     def __call__(self, x: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tuple]:
         c, h = state
@@ -46,8 +45,8 @@ class _GRULayer:
                                                  initializer=tf1.glorot_uniform_initializer())
         self.candidate_bias = tf1.get_variable("candidate_bias", [units], initializer=tf1.zeros_initializer())
 
-    def zero_state(self, batch: tf.Tensor) -> tf.Tensor:
-        return tf.zeros(tf.stack([batch, self.units]))
+    def initial_state(self, h: tf.Tensor) -> tf.Tensor:
+        return h
 
     def __call__(self, x: tf.Tensor, h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         gates = tf.sigmoid(tf.matmul(tf.concat([x, h], axis=1), self.gate_kernel) + self.gate_bias)
@@ -95,7 +94,17 @@ def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, step
             output_bias = tf1.get_variable("bias", [num_classes], initializer=tf1.zeros_initializer())
 
         keys = tf.tensordot(encoded, key_kernel, axes=1)  # [B, T, units]
-        states = [cell.zero_state(batch) for cell in cells]
+        # Each layer starts from a summary of the image (the mean of its real columns), so the
+        # first character is predicted from what the image holds, not from nothing.
+        real = tf.cast(mask, tf.float32)[:, :, None]
+        summary = tf.reduce_sum(encoded * real, axis=1) / tf.maximum(tf.reduce_sum(real, axis=1), 1.0)
+        states = []
+        for number, cell in enumerate(cells):
+            with tf1.variable_scope(f"layer{number + 1}"):
+                init_kernel = tf1.get_variable("init_kernel", [depth, units],
+                                               initializer=tf1.glorot_uniform_initializer())
+                init_bias = tf1.get_variable("init_bias", [units], initializer=tf1.zeros_initializer())
+            states.append(cell.initial_state(tf.tanh(tf.matmul(summary, init_kernel) + init_bias)))
         context = tf.zeros(tf.stack([batch, depth]))
         previous = tf.fill(tf.expand_dims(batch, 0), GO_ID)
         all_logits, all_ids, all_weights = [], [], []

@@ -36,7 +36,7 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
     "train" and "eval", which decode with teacher forcing and return the loss; "infer"
     decodes greedily and needs none.
     """
-    features, bn_updates = cnn_features(images, training=mode == "train")
+    features, bn_updates = cnn_features(images, widths, training=mode == "train")
     columns = widths // WIDTH_STRIDE
     encoded = bidirectional_lstm(features, columns, params.attn_num_hidden * params.attn_num_layers)
     mask = tf.sequence_mask(columns, tf.shape(encoded)[1])

@@ -1,0 +1,97 @@
+"""`aocr predict`: image files -> 'path<TAB>text<TAB>probability' lines on stdout.
+
+Paths come from the arguments (files, or directories of images) or, with none, from
+stdin one per line, so `find ... | aocr predict` works as it did in the original.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+
+import tensorflow as tf
+
+from aocr.cli import explicit_shape
+from aocr.data.images import BadImage, image_size
+from aocr.errors import AocrError
+from aocr.fileio import join, read_bytes
+from aocr.recognizer import Recognizer
+
+log = logging.getLogger("aocr")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
+# Images read ahead and recognized together, so that similar widths can share a batch.
+CHUNK_BATCHES = 4
+
+
+def expand_paths(arguments: Iterable[str]) -> Iterator[str]:
+    """Each argument as is, or a directory's image files in sorted order."""
+    for path in arguments:
+        if tf.io.gfile.isdir(path):
+            names = sorted(n for n in tf.io.gfile.listdir(path) if n.lower().endswith(IMAGE_SUFFIXES))
+            yield from (join(path, n) for n in names)
+        else:
+            yield path
+
+
+def stdin_paths() -> Iterator[str]:
+    for line in sys.stdin:
+        path = line.rstrip("\r\n")
+        if path.strip():
+            yield path
+
+
+def read_image(path: str) -> bytes | str:
+    """The file's bytes, or a string saying why they cannot be used."""
+    try:
+        data = read_bytes(path)
+        image_size(data)
+    except AocrError as e:
+        return str(e).removeprefix(f"{path}: ")
+    except BadImage as e:
+        return str(e)
+    return data
+
+
+def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk_size: int) -> tuple[int, int]:
+    """Print one line per readable image, in input order; returns (recognized, failed)."""
+    recognized = failed = 0
+    path_iter = iter(paths)
+    while chunk := list(itertools.islice(path_iter, chunk_size)):
+        loaded = [(path, read_image(path)) for path in chunk]
+        good = [(path, data) for path, data in loaded if isinstance(data, bytes)]
+        results = iter(recognizer.recognize([data for _, data in good], batch_size))
+        for path, data in loaded:
+            outcome = next(results) if isinstance(data, bytes) else data
+            if isinstance(outcome, str):
+                print(f"aocr predict: {path}: {outcome}; skipped", file=sys.stderr, flush=True)
+                failed += 1
+            else:
+                sys.stdout.write(f"{path}\t{outcome.text}\t{outcome.probability:.6f}\n")
+                recognized += 1
+        sys.stdout.flush()
+    return recognized, failed
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.visualize:
+        raise AocrError("--visualize is not implemented yet in this version of aocr")
+    recognizer = Recognizer.from_model_dir(args.model_dir, explicit_shape(args), args.gpu_id)
+    interactive = not args.paths and sys.stdin.isatty()
+    if interactive:
+        log.info("reading image paths from the terminal, one per line; Ctrl-D to end")
+    paths = expand_paths(args.paths) if args.paths else stdin_paths()
+    # At a terminal each path is answered at once; in a pipe, images are batched.
+    chunk_size = 1 if interactive else args.batch_size * CHUNK_BATCHES
+    try:
+        recognized, failed = predict(recognizer, paths, args.batch_size, chunk_size)
+    finally:
+        recognizer.close()
+    if recognized == 0:
+        raise AocrError("no image could be read" if failed else "no image path given")
+    if failed:
+        log.warning("%d of %d images could not be read", failed, recognized + failed)
+    return 0

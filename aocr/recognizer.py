@@ -1,0 +1,106 @@
+"""Recognition from a trained model dir: encoded image bytes in, text, probability and attention out.
+
+test and predict both run this, and it runs the same graph (recognize_bytes) that the
+exports contain, so all three answer alike.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from aocr import defaults
+from aocr import params as model_params
+from aocr.model.model import recognize_bytes
+from aocr.params import ModelParams
+from aocr.session import model_device, require_checkpoint, restore, session_config
+
+tf1 = tf.compat.v1
+log = logging.getLogger("aocr")
+
+
+@dataclass
+class Result:
+    text: str
+    probability: float
+    attention: np.ndarray  # float32 [len(text) + 1, columns]: each step through EOS, over the real columns
+    width: int  # the image's width in pixels as the CNN saw it (height 32)
+
+
+def scaled_width(image: bytes) -> float:
+    """Width after resizing to height 32, from the header alone; 0 when unreadable."""
+    try:
+        with Image.open(io.BytesIO(image)) as opened:
+            width, height = opened.size
+    except Exception:  # any unreadable header: the graph will say what is wrong
+        return 0.0
+    return width * defaults.IMAGE_HEIGHT / max(height, 1)
+
+
+def width_batches(images: Sequence[bytes], batch_size: int) -> list[list[int]]:
+    """Indices of `images` in batches of up to batch_size images of similar width."""
+    order = sorted(range(len(images)), key=lambda i: scaled_width(images[i]))
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+class Recognizer:
+    """A model dir's latest checkpoint, loaded once, with its inference graph."""
+
+    def __init__(self, model_dir: str, params: ModelParams, gpu_id: int | None = None) -> None:
+        self.params = params
+        self.checkpoint = require_checkpoint(model_dir)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.image_bytes = tf1.placeholder(tf.string, [None], name="image_bytes")
+            with model_device(gpu_id):
+                self.outputs = recognize_bytes(self.image_bytes, params)
+            saver = tf1.train.Saver()
+        self.graph.finalize()
+        self.session = tf1.Session(graph=self.graph, config=session_config())
+        restore(self.session, saver, self.checkpoint)
+
+    @classmethod
+    def from_model_dir(cls, model_dir: str, explicit: dict, gpu_id: int | None = None) -> Recognizer:
+        """Shapes come from params.json; flags given on the command line must agree with it."""
+        params = model_params.resolve(explicit, model_params.require(model_dir), model_dir)
+        return cls(model_dir, params, gpu_id)
+
+    def run_batch(self, images: Sequence[bytes]) -> list[Result]:
+        """One session run over images; raises tf.errors.InvalidArgumentError if one does not decode."""
+        out = self.outputs
+        texts, probabilities, attention, widths = self.session.run(
+            [out.text, out.probability, out.attention, out.widths], {self.image_bytes: list(images)})
+        results = []
+        for text, probability, weights, width in zip(texts, probabilities, attention, widths, strict=True):
+            decoded = text.decode("utf-8")
+            steps = min(len(decoded) + 1, weights.shape[0])
+            results.append(Result(decoded, float(probability), weights[:steps, :width // 4], int(width)))
+        return results
+
+    def recognize(self, images: Sequence[bytes], batch_size: int) -> list[Result | str]:
+        """Results in input order, batching images of similar width together.
+
+        An image the graph cannot decode gives a string saying why instead of a Result;
+        the others in its batch are still recognized.
+        """
+        results: list[Result | str] = [""] * len(images)
+        for batch in width_batches(images, batch_size):
+            try:
+                for index, result in zip(batch, self.run_batch([images[i] for i in batch]), strict=True):
+                    results[index] = result
+            except tf.errors.InvalidArgumentError:
+                for index in batch:  # find the bad one(s)
+                    try:
+                        results[index] = self.run_batch([images[index]])[0]
+                    except tf.errors.InvalidArgumentError as e:
+                        results[index] = f"cannot decode the image ({(e.message or '').splitlines()[0]})"
+        return results
+
+    def close(self) -> None:
+        self.session.close()

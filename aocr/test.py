@@ -1,0 +1,76 @@
+"""`aocr test`: a trained model on TFRecords -> word and character accuracy (and, with
+--visualize, attention maps and an HTML report)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+from collections.abc import Callable, Iterator
+
+from aocr.cli import explicit_shape
+from aocr.data.records import Record, expand_dataset_paths, iter_records
+from aocr.errors import AocrError
+from aocr.metrics import Accuracy
+from aocr.progress import Progress
+from aocr.recognizer import Recognizer, Result
+
+log = logging.getLogger("aocr")
+
+# Records recognized together: several batches, so images of similar width can share one.
+CHUNK_BATCHES = 4
+
+
+def chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    while chunk := list(itertools.islice(records, size)):
+        yield chunk
+
+
+def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_full_match: bool = False,
+             on_result: Callable[[Record, Result | str, bool], None] | None = None) -> Accuracy:
+    """Recognize every record of `dataset` and score it against its (normalized) label."""
+    params = recognizer.params
+    charset = params.char_table
+    accuracy = Accuracy()
+    unlearnable = 0
+    progress = Progress("test", log_every=batch_size * CHUNK_BATCHES * 10)
+    try:
+        for chunk in chunks(iter_records(expand_dataset_paths(dataset)), batch_size * CHUNK_BATCHES):
+            results = recognizer.recognize([r.image for r in chunk], batch_size)
+            for record, result in zip(chunk, results, strict=True):
+                label = charset.normalize(record.label)
+                if charset.unknown_chars(label) or len(label) > params.max_prediction:
+                    unlearnable += 1
+                name = record.comment or f"{record.source}#{record.position}"
+                if isinstance(result, str):
+                    log.warning("%s: %s; counted as wrong", name, result)
+                    correct = accuracy.add("", label) and False
+                else:
+                    correct = accuracy.add(result.text, label)
+                    log.debug("%s: %s %r (label %r, probability %.4f)", name,
+                              "correct" if correct else "incorrect", result.text, label, result.probability)
+                if on_result is not None:
+                    on_result(record, result, correct)
+            headline = accuracy.word_accuracy if headline_full_match else accuracy.character_accuracy
+            progress.update(len(chunk), accuracy=f"{100 * headline:.1f}%")
+    finally:
+        progress.close()
+    if unlearnable:
+        log.warning("%d labels are outside the charset or longer than --max-prediction %d: the model cannot "
+                    "produce them, and they count as errors", unlearnable, params.max_prediction)
+    if accuracy.images == 0:
+        raise AocrError(f"{dataset}: no readable record to test")
+    return accuracy
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.visualize:
+        raise AocrError("--visualize is not implemented yet in this version of aocr")
+    recognizer = Recognizer.from_model_dir(args.model_dir, explicit_shape(args), args.gpu_id)
+    log.info("testing %s", recognizer.checkpoint)
+    try:
+        accuracy = evaluate(recognizer, args.dataset_path, args.batch_size, args.no_distance)
+    finally:
+        recognizer.close()
+    log.info("%s", accuracy.summary())
+    return 0

@@ -1,0 +1,66 @@
+"""`aocr predict`: paths as arguments, directories or stdin; tab-separated answers; bad files reported."""
+
+from tests.conftest import run_aocr
+
+
+def parse(stdout):
+    rows = [line.split("\t") for line in stdout.splitlines()]
+    assert all(len(row) == 3 for row in rows), stdout
+    return [(path, text, float(probability)) for path, text, probability in rows]
+
+
+def test_arguments_give_one_line_per_image_in_order(trained_model, digits_set):
+    paths = [str(p) for p in digits_set.images[:20]]
+    result = run_aocr("predict", *paths, "--model-dir", str(trained_model), cwd=trained_model.parent)
+    assert result.returncode == 0, result.stderr
+    rows = parse(result.stdout)
+    assert [row[0] for row in rows] == paths
+    assert all(0.0 <= row[2] <= 1.0 for row in rows)
+    correct = sum(text == label for (_, text, _), label in zip(rows, digits_set.labels, strict=False))
+    assert correct >= 18
+
+
+def test_stdin_paths_and_directories(trained_model, digits_set):
+    paths = [str(p) for p in digits_set.images[:10]]
+    piped = run_aocr("predict", "--model-dir", str(trained_model), stdin="\n".join(paths) + "\n",
+                     cwd=trained_model.parent)
+    assert piped.returncode == 0, piped.stderr
+    assert [row[0] for row in parse(piped.stdout)] == paths
+    directory = run_aocr("predict", str(digits_set.images[0].parent), "--model-dir", str(trained_model),
+                         cwd=trained_model.parent)
+    assert directory.returncode == 0
+    assert len(parse(directory.stdout)) == len(digits_set.images)
+
+
+def test_batched_answers_equal_one_at_a_time(trained_model, digits_set):
+    paths = [str(p) for p in digits_set.images[:30]]
+    batched = run_aocr("predict", *paths, "--model-dir", str(trained_model), "--batch-size", "64",
+                       cwd=trained_model.parent)
+    single = run_aocr("predict", *paths, "--model-dir", str(trained_model), "--batch-size", "1",
+                      cwd=trained_model.parent)
+    one, many = parse(single.stdout), parse(batched.stdout)
+    assert [r[1] for r in one] == [r[1] for r in many]
+    assert all(abs(a[2] - b[2]) < 1e-3 for a, b in zip(one, many, strict=True))
+
+
+def test_unreadable_files_are_reported_and_the_rest_go_on(trained_model, digits_set, tmp_path):
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not an image")
+    good = str(digits_set.images[0])
+    result = run_aocr("predict", str(tmp_path / "missing.png"), good, str(not_image), "--model-dir",
+                      str(trained_model), cwd=tmp_path)
+    assert result.returncode == 0
+    assert [row[0] for row in parse(result.stdout)] == [good]
+    assert "missing.png" in result.stderr and "notes.png" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_no_readable_image_exits_non_zero(trained_model, tmp_path):
+    result = run_aocr("predict", str(tmp_path / "missing.png"), "--model-dir", str(trained_model), cwd=tmp_path)
+    assert result.returncode != 0 and result.stdout == ""
+    assert "missing.png" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_without_a_trained_model_says_how_to_get_one(tmp_path, digits_set):
+    result = run_aocr("predict", str(digits_set.images[0]), "--model-dir", str(tmp_path / "none"), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "params.json" in result.stderr and "aocr train" in result.stderr and "Traceback" not in result.stderr

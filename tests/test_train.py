@@ -1,0 +1,125 @@
+"""`aocr train` and `aocr test` on real TFRecords and checkpoints."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from aocr import params
+from tests.conftest import TINY_SHAPE, render_images, run_aocr, write_annotations
+
+SUMMARY = re.compile(r"word accuracy: ([\d.]+)%, character accuracy: ([\d.]+)% \((\d+) images\)")
+
+
+def test_result(dataset, model_dir, *flags, cwd):
+    result = run_aocr("test", str(dataset), "--model-dir", str(model_dir), *flags, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    match = SUMMARY.search(result.stderr)
+    assert match, result.stderr
+    return float(match.group(1)), float(match.group(2)), int(match.group(3)), result
+
+
+def test_tiny_model_learns_the_set_and_test_needs_only_model_dir(trained_model, digits_set):
+    words, chars, count, _ = test_result(digits_set.tfrecords, trained_model, cwd=trained_model.parent)
+    assert count == 200
+    assert words >= 90.0 and chars >= 95.0
+    stored = params.load(str(trained_model))
+    assert (stored.max_width, stored.max_height, stored.max_prediction) == (120, 32, 4)
+    assert tf.train.latest_checkpoint(str(trained_model)).endswith("model.ckpt-600")
+
+
+def test_no_distance_and_verbose_per_image_lines(trained_model, digits_set):
+    *_, result = test_result(digits_set.tfrecords, trained_model, "--no-distance", "-v", cwd=trained_model.parent)
+    assert result.stderr.count("probability") >= 200
+
+
+def test_test_rejects_a_contradicting_shape_flag(trained_model, digits_set):
+    result = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(trained_model), "--max-width", "500",
+                      cwd=trained_model.parent)
+    assert result.returncode != 0
+    assert "--max-width" in result.stderr and "500" in result.stderr and "120" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_resume_continues_the_global_step(digits_set, tmp_path):
+    model = tmp_path / "m"
+    common = ["train", str(digits_set.tfrecords), "--model-dir", str(model), *TINY_SHAPE, "--batch-size", "8"]
+    assert run_aocr(*common, "--max-steps", "3", cwd=tmp_path).returncode == 0
+    assert tf.train.latest_checkpoint(str(model)).endswith("-3")
+    result = run_aocr(*common[:4], "--batch-size", "8", "--max-steps", "5", cwd=tmp_path)  # shapes from params.json
+    assert result.returncode == 0, result.stderr
+    assert "resumed from" in result.stderr and "training from step 3" in result.stderr
+    assert tf.train.latest_checkpoint(str(model)).endswith("-5")
+
+
+def test_resume_with_other_shape_flags_is_an_error_naming_both(digits_set, tmp_path):
+    model = tmp_path / "m"
+    common = ["train", str(digits_set.tfrecords), "--model-dir", str(model), "--batch-size", "8"]
+    assert run_aocr(*common, *TINY_SHAPE, "--max-steps", "1", cwd=tmp_path).returncode == 0
+    result = run_aocr(*common, "--max-prediction", "6", "--max-steps", "2", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "--max-prediction" in result.stderr and "6" in result.stderr and "4" in result.stderr
+    assert "Traceback" not in result.stderr
+    fresh = run_aocr(*common, "--max-prediction", "6", "--max-steps", "1", "--no-resume", cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert params.load(str(model)).max_prediction == 6
+
+
+def test_sigint_saves_a_loadable_checkpoint_and_exits_zero(digits_set, tmp_path):
+    model = tmp_path / "m"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aocr", "train", str(digits_set.tfrecords), "--model-dir", str(model), *TINY_SHAPE,
+         "--batch-size", "8", "--steps-per-checkpoint", "100000"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if "training from step" in line or time.monotonic() > deadline:
+            break
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=120)[1], None
+    stderr = "".join(lines) + rest
+    assert process.returncode == 0, stderr
+    assert "SIGINT received" in stderr and "Traceback" not in stderr
+    checkpoint = tf.train.latest_checkpoint(str(model))
+    assert checkpoint is not None and int(checkpoint.rsplit("-", 1)[1]) > 0
+    test_result(digits_set.tfrecords, model, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("variant", [["--use-gru"], ["--attn-num-layers", "3"], ["--full-ascii"], ["--color"],
+                                     ["--optimizer", "adadelta", "--initial-learning-rate", "1.0"]])
+def test_variants_train_and_predict(digits_set, tmp_path, variant):
+    model = tmp_path / "m"
+    shape = [flag for flag in TINY_SHAPE]
+    if "--attn-num-layers" in variant:
+        index = shape.index("--attn-num-layers")
+        del shape[index:index + 2]
+    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", str(model), *shape, *variant,
+                      "--batch-size", "4", "--max-steps", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    predicted = run_aocr("predict", str(digits_set.images[0]), "--model-dir", str(model), cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stdout.startswith(f"{digits_set.images[0]}\t")
+
+
+def test_labels_outside_the_charset_are_reported_not_a_crash(tmp_path):
+    images = render_images(tmp_path / "imgs", ["12", "34", "5-6"])
+    write_annotations(tmp_path / "a.txt", list(zip(images, ["12", "34", "5-6"], strict=True)))
+    assert run_aocr("dataset", "a.txt", "d.tfrecords", cwd=tmp_path).returncode == 0
+    result = run_aocr("train", "d.tfrecords", "--model-dir", "m", *TINY_SHAPE, "--batch-size", "2",
+                      "--max-steps", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "outside the charset" in result.stderr and "'-'" in result.stderr
+    assert "3 records in 1 file(s), 2 usable" in result.stderr
+
+
+def test_train_on_a_missing_dataset_is_a_clear_error(tmp_path):
+    result = run_aocr("train", "nothing.tfrecords", "--model-dir", "m", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "nothing.tfrecords" in result.stderr and "Traceback" not in result.stderr
