@@ -52,9 +52,10 @@ def width_batches(images: Sequence[bytes], batch_size: int) -> list[list[int]]:
 class Recognizer:
     """A model dir's latest checkpoint, loaded once, with its inference graph."""
 
-    def __init__(self, model_dir: str, params: ModelParams, gpu_id: int | None = None) -> None:
+    def __init__(self, model_dir: str, params: ModelParams, gpu_id: int | None = None,
+                 checkpoint: str | None = None) -> None:
         self.params = params
-        self.checkpoint = require_checkpoint(model_dir)
+        self.checkpoint = checkpoint or require_checkpoint(model_dir)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.image_bytes = tf1.placeholder(tf.string, [None], name="image_bytes")

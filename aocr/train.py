@@ -7,6 +7,7 @@ import logging
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -42,6 +43,9 @@ class TrainConfig:
     seed: int | None = None
     gpu_id: int | None = None
     keep_checkpoints: int = 5
+    max_seconds: float | None = None  # stop (and save) after this much wall-clock training time
+    # Called after each checkpoint with (global step, seconds of training so far, checkpoint path).
+    on_checkpoint: Callable[[int, float, str], None] | None = None
 
     @property
     def effective_learning_rate(self) -> float:
@@ -130,11 +134,16 @@ def train(config: TrainConfig, params: ModelParams) -> int:
             path = saver.save(session, checkpoint_prefix, global_step=step, write_meta_graph=False)
             saved_step = step
             log.info("saved %s", path)
+            if config.on_checkpoint is not None:
+                config.on_checkpoint(step, progress.elapsed(), path)
+
+        def out_of_time() -> bool:
+            return config.max_seconds is not None and progress.elapsed() >= config.max_seconds
 
         interval_loss, interval_images, interval_steps = 0.0, 0, 0
         interval_start = time.monotonic()
         try:
-            while not stop.requested and step < total:
+            while not stop.requested and step < total and not out_of_time():
                 try:
                     _, loss, norm, images = session.run([ops.train_op, model.loss, ops.gradient_norm,
                                                          images_in_batch])

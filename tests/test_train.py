@@ -15,7 +15,7 @@ from tests.conftest import TINY_SHAPE, render_images, run_aocr, write_annotation
 SUMMARY = re.compile(r"word accuracy: ([\d.]+)%, character accuracy: ([\d.]+)% \((\d+) images\)")
 
 
-def test_result(dataset, model_dir, *flags, cwd):
+def score(dataset, model_dir, *flags, cwd):
     result = run_aocr("test", str(dataset), "--model-dir", str(model_dir), *flags, cwd=cwd)
     assert result.returncode == 0, result.stderr
     match = SUMMARY.search(result.stderr)
@@ -24,7 +24,7 @@ def test_result(dataset, model_dir, *flags, cwd):
 
 
 def test_tiny_model_learns_the_set_and_test_needs_only_model_dir(trained_model, digits_set):
-    words, chars, count, _ = test_result(digits_set.tfrecords, trained_model, cwd=trained_model.parent)
+    words, chars, count, _ = score(digits_set.tfrecords, trained_model, cwd=trained_model.parent)
     assert count == 200
     assert words >= 90.0 and chars >= 95.0
     stored = params.load(str(trained_model))
@@ -33,7 +33,7 @@ def test_tiny_model_learns_the_set_and_test_needs_only_model_dir(trained_model, 
 
 
 def test_no_distance_and_verbose_per_image_lines(trained_model, digits_set):
-    *_, result = test_result(digits_set.tfrecords, trained_model, "--no-distance", "-v", cwd=trained_model.parent)
+    *_, result = score(digits_set.tfrecords, trained_model, "--no-distance", "-v", cwd=trained_model.parent)
     assert result.stderr.count("probability") >= 200
 
 
@@ -89,7 +89,7 @@ def test_sigint_saves_a_loadable_checkpoint_and_exits_zero(digits_set, tmp_path)
     assert "SIGINT received" in stderr and "Traceback" not in stderr
     checkpoint = tf.train.latest_checkpoint(str(model))
     assert checkpoint is not None and int(checkpoint.rsplit("-", 1)[1]) > 0
-    test_result(digits_set.tfrecords, model, cwd=tmp_path)
+    score(digits_set.tfrecords, model, cwd=tmp_path)
 
 
 @pytest.mark.parametrize("variant", [["--use-gru"], ["--attn-num-layers", "3"], ["--full-ascii"], ["--color"],

@@ -1,0 +1,153 @@
+"""Training speed, prediction speed and accuracy-versus-time of aocr, beside the bare-CNN compute limit
+measured in the same run. Prints a table and writes benchmarks/out/model_benchmark.json.
+
+    python benchmarks/model_benchmark.py                 # everything, about 20 minutes on 2 cores
+    python benchmarks/model_benchmark.py --minutes 2     # a shorter learning curve
+
+Setup as the issue's figures for the original aocr: rendered 3-8 character strings,
+--max-width 200 --max-height 48, batch 32 (and the default 65 for training speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cnn_limit import images_per_second, inference_batch_widths, pipeline_batch_widths  # noqa: E402
+from common import OUT, SHAPE, machine, print_table, rendered_set, write_json  # noqa: E402
+
+from aocr.params import ModelParams  # noqa: E402
+from aocr.recognizer import Recognizer  # noqa: E402
+from aocr.test import evaluate  # noqa: E402
+from aocr.train import TrainConfig, train  # noqa: E402
+
+# The issue's measurements of the original aocr on a 2-core AVX2 machine, as ratios to the
+# bare-CNN limit measured on that same machine: its training ran at 1/1.7 of the limit and
+# its prediction at 1/2.4 of the inference limit.
+ORIGINAL_TRAIN_SHARE_OF_LIMIT = 1 / 1.7
+ORIGINAL_PREDICT_SHARE_OF_LIMIT = 1 / 2.4
+
+
+def training_speed(tfrecords: Path, params: ModelParams, batch_size: int, steps: int = 100) -> float:
+    """Images/s of `aocr train` from a fresh model, between its first and last checkpoint."""
+    marks: list[tuple[int, float]] = []
+    model_dir = OUT / f"speed-b{batch_size}"
+    config = TrainConfig(dataset=str(tfrecords), model_dir=str(model_dir), batch_size=batch_size,
+                         max_steps=steps, steps_per_checkpoint=steps // 4, resume=False, seed=0, keep_checkpoints=1,
+                         on_checkpoint=lambda step, seconds, _: marks.append((step, seconds)))
+    train(config, params)
+    (first_step, first_time), (last_step, last_time) = marks[0], marks[-1]
+    return (last_step - first_step) * batch_size / (last_time - first_time)
+
+
+def learning_curve(train_records: Path, test_records: Path, params: ModelParams, batch_size: int,
+                   minutes: list[float]) -> tuple[list[dict], Path]:
+    """Train for max(minutes) with default flags, then score the checkpoints nearest each budget."""
+    model_dir = OUT / "learning"
+    marks: list[tuple[int, float, str]] = []
+    config = TrainConfig(dataset=str(train_records), model_dir=str(model_dir), batch_size=batch_size,
+                         steps_per_checkpoint=100, resume=False, seed=0, keep_checkpoints=1000,
+                         max_seconds=60 * max(minutes),
+                         on_checkpoint=lambda step, seconds, path: marks.append((step, seconds, path)))
+    train(config, params)
+    curve = []
+    for budget in minutes:
+        within = [m for m in marks if m[1] <= 60 * budget + 1] or marks[:1]
+        step, seconds, path = within[-1]
+        recognizer = Recognizer(str(model_dir), params, checkpoint=path)
+        try:
+            accuracy = evaluate(recognizer, str(test_records), 64)
+        finally:
+            recognizer.close()
+        curve.append({"minutes": budget, "step": step, "train_seconds": round(seconds, 1),
+                      "word_accuracy": accuracy.word_accuracy, "character_accuracy": accuracy.character_accuracy})
+        print(f"after {seconds / 60:.1f} min (step {step}): {accuracy.summary()}", flush=True)
+    return curve, model_dir
+
+
+def prediction_speed(model_dir: Path, params: ModelParams, images: list[Path]) -> dict:
+    """Per image over a stream through the Recognizer and through the `aocr predict` command,
+    and the latency of one image alone."""
+    data = [p.read_bytes() for p in images]
+    recognizer = Recognizer(str(model_dir), params)
+    try:
+        recognizer.recognize(data[:64], 64)  # warm-up
+        start = time.perf_counter()
+        recognizer.recognize(data, 65)
+        stream = (time.perf_counter() - start) / len(data)
+        latencies = []
+        for image in data[:30]:
+            start = time.perf_counter()
+            recognizer.recognize([image], 1)
+            latencies.append(time.perf_counter() - start)
+    finally:
+        recognizer.close()
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "aocr", "predict", "--model-dir", str(model_dir), "--log-path", ""],
+                   input="\n".join(map(str, images)) + "\n", text=True, check=True, capture_output=True)
+    command = time.perf_counter() - start
+    return {"stream_ms_per_image": 1000 * stream, "single_image_latency_ms": 1000 * statistics.median(latencies),
+            "command_seconds_total": command, "command_ms_per_image": 1000 * command / len(images),
+            "images": len(images)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", default="2,5,10", help="training budgets for the accuracy curve")
+    parser.add_argument("--train-count", type=int, default=6000)
+    parser.add_argument("--test-count", type=int, default=500)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    minutes = [float(m) for m in args.minutes.split(",")]
+    params = ModelParams(**SHAPE)
+    results: dict = {"machine": machine(), "setup": {**SHAPE, "train_images": args.train_count,
+                                                     "test_images": args.test_count}}
+    print(f"machine: {results['machine']}", flush=True)
+    _, train_records = rendered_set(f"rendered-train-{args.train_count}", args.train_count, seed=11)
+    test_annotations, test_records = rendered_set(f"rendered-test-{args.test_count}", args.test_count, seed=12)
+    test_images = [Path(line.split(" ", 1)[0]) for line in test_annotations.read_text().splitlines()]
+
+    train_widths = pipeline_batch_widths(str(train_records), params, 32, 30)
+    infer_widths = inference_batch_widths([p.read_bytes() for p in test_images], params, 64)
+    limit_train = images_per_second(train_widths, 32, training=True)
+    limit_infer = images_per_second(infer_widths, 64, training=False, repeats=2)
+    results["cnn_limit"] = {"train_images_per_second_b32": limit_train, "infer_images_per_second_b64": limit_infer,
+                            "mean_train_batch_width": statistics.mean(train_widths),
+                            "max_width_pixels": params.image_width}
+    print(f"bare CNN: train {limit_train:.1f} images/s, inference {limit_infer:.1f} images/s", flush=True)
+
+    results["train_images_per_second"] = {
+        f"batch_{b}": training_speed(train_records, params, b) for b in (32, 65)}
+    curve, model_dir = learning_curve(train_records, test_records, params, 32, minutes)
+    results["learning_curve"] = curve
+    results["predict"] = prediction_speed(model_dir, params, test_images[:300])
+
+    train32 = results["train_images_per_second"]["batch_32"]
+    train_vs_original = train32 / limit_train / ORIGINAL_TRAIN_SHARE_OF_LIMIT
+    predict = results["predict"]
+    rows = [("figure", "measured", "beside the bare-CNN limit (same run)"),
+            ("train images/s, batch 32", f"{train32:.1f}",
+             f"{train32 / limit_train:.0%} of {limit_train:.1f}; ~{train_vs_original:.2f}x the original (target 1.5x)"),
+            ("train images/s, batch 65", f"{results['train_images_per_second']['batch_65']:.1f}", ""),
+            ("predict ms/image, stream", f"{predict['stream_ms_per_image']:.2f}",
+             f"limit {1000 / limit_infer:.2f} ms ({1000 / limit_infer / predict['stream_ms_per_image']:.0%}); "
+             f"~{(1000 / limit_infer / ORIGINAL_PREDICT_SHARE_OF_LIMIT) / predict['stream_ms_per_image']:.2f}x faster"
+             " than the original (target 2x)"),
+            ("aocr predict ms/image (300, with start-up)", f"{predict['command_ms_per_image']:.2f}", ""),
+            ("single-image latency ms", f"{predict['single_image_latency_ms']:.1f}", "")]
+    rows += [(f"word accuracy after {c['minutes']:g} min", f"{100 * c['word_accuracy']:.1f}%",
+              f"step {c['step']}, character accuracy {100 * c['character_accuracy']:.1f}%") for c in curve]
+    print()
+    print_table(rows)
+    print(f"\nwrote {write_json('model_benchmark.json', results)}")
+
+
+if __name__ == "__main__":
+    main()
