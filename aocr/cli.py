@@ -161,7 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gradient-clipping", action="store_true", help="do not clip gradients")
     p.add_argument("--no-resume", action="store_true",
                    help="start from scratch instead of the latest checkpoint in --model-dir")
+    p.add_argument("--validation", default=None, metavar="DATASET",
+                   help="TFRecords to score at every checkpoint (word and character accuracy and attention "
+                        "images in TensorBoard; its first 2000 records)")
     p.add_argument("--seed", type=int, default=None, help="random seed for weights and shuffling")
+    p.add_argument("--async", dest="use_async", action="store_true",
+                   help="in a cluster (TF_CONFIG), apply each worker's gradients as they come instead of "
+                        "aggregating them synchronously")
+    p.add_argument("--step-timeout", type=_positive_float, default=300.0,
+                   help="in a cluster, give up (after saving on the chief) when a step waits longer than this "
+                        "many seconds for the other tasks (default: %(default)s)")
 
     p = sub.add_parser("test", parents=[common, model_dir, charset, shape], help="TFRecords -> accuracy",
                        description="Measure a trained model on TFRecords. Shapes come from params.json.")
@@ -248,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:
         import_tensorflow_quietly()
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.INFO if args.verbose else logging.ERROR)
     setup_logging(args.verbose, args.log_path)
     try:
         module = importlib.import_module(COMMANDS[args.command])

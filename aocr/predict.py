@@ -19,6 +19,7 @@ from aocr.data.images import BadImage, image_size
 from aocr.errors import AocrError
 from aocr.fileio import join, read_bytes
 from aocr.recognizer import Recognizer
+from aocr.visualize import AttentionWriter
 
 log = logging.getLogger("aocr")
 
@@ -56,8 +57,12 @@ def read_image(path: str) -> bytes | str:
     return data
 
 
-def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk_size: int) -> tuple[int, int]:
-    """Print one line per readable image, in input order; returns (recognized, failed)."""
+def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk_size: int,
+            writer: AttentionWriter | None = None) -> tuple[int, int]:
+    """Print one line per readable image, in input order; returns (recognized, failed).
+
+    With a writer, each image's attention maps go into a folder named after the file.
+    """
     recognized = failed = 0
     path_iter = iter(paths)
     while chunk := list(itertools.islice(path_iter, chunk_size)):
@@ -72,13 +77,13 @@ def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk
             else:
                 sys.stdout.write(f"{path}\t{outcome.text}\t{outcome.probability:.6f}\n")
                 recognized += 1
+                if writer is not None:
+                    writer.add(path, data, outcome)
         sys.stdout.flush()
     return recognized, failed
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.visualize:
-        raise AocrError("--visualize is not implemented yet in this version of aocr")
     recognizer = Recognizer.from_model_dir(args.model_dir, explicit_shape(args), args.gpu_id)
     interactive = not args.paths and sys.stdin.isatty()
     if interactive:
@@ -86,10 +91,13 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_paths(args.paths) if args.paths else stdin_paths()
     # At a terminal each path is answered at once; in a pipe, images are batched.
     chunk_size = 1 if interactive else args.batch_size * CHUNK_BATCHES
+    writer = AttentionWriter(args.output_dir) if args.visualize else None
     try:
-        recognized, failed = predict(recognizer, paths, args.batch_size, chunk_size)
+        recognized, failed = predict(recognizer, paths, args.batch_size, chunk_size, writer)
     finally:
         recognizer.close()
+        if writer and writer.entries:
+            log.info("attention maps and report: %s", writer.write_report(title="aocr predict: attention"))
     if recognized == 0:
         raise AocrError("no image could be read" if failed else "no image path given")
     if failed:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from aocr import defaults
 from aocr import params as model_params
-from aocr.model.model import recognize_bytes
+from aocr.model.model import Recognition, recognize_bytes
 from aocr.params import ModelParams
 from aocr.session import model_device, require_checkpoint, restore, session_config
 
@@ -50,27 +50,46 @@ def width_batches(images: Sequence[bytes], batch_size: int) -> list[list[int]]:
 
 
 class Recognizer:
-    """A model dir's latest checkpoint, loaded once, with its inference graph."""
+    """The inference graph (recognize_bytes) in a session, fed with encoded images.
 
-    def __init__(self, model_dir: str, params: ModelParams, gpu_id: int | None = None,
+    Either loaded from a model dir (load, from_model_dir), or built inside another graph
+    whose session already holds the variables, as training does for validation.
+    """
+
+    def __init__(self, session: tf1.Session, image_bytes: tf.Tensor, outputs: Recognition, params: ModelParams,
                  checkpoint: str | None = None) -> None:
+        self.session = session
+        self.image_bytes = image_bytes
+        self.outputs = outputs
         self.params = params
-        self.checkpoint = checkpoint or require_checkpoint(model_dir)
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            self.image_bytes = tf1.placeholder(tf.string, [None], name="image_bytes")
-            with model_device(gpu_id):
-                self.outputs = recognize_bytes(self.image_bytes, params)
+        self.checkpoint = checkpoint
+
+    @staticmethod
+    def build(params: ModelParams, gpu_id: int | None = None) -> tuple[tf.Tensor, Recognition]:
+        """In the current graph: a placeholder for string [N] encoded images, and the recognition of them."""
+        image_bytes = tf1.placeholder(tf.string, [None], name="image_bytes")
+        with model_device(gpu_id):
+            return image_bytes, recognize_bytes(image_bytes, params)
+
+    @classmethod
+    def load(cls, model_dir: str, params: ModelParams, gpu_id: int | None = None,
+             checkpoint: str | None = None) -> Recognizer:
+        """A fresh graph and session with the model dir's latest checkpoint (or the one given)."""
+        checkpoint = checkpoint or require_checkpoint(model_dir)
+        graph = tf.Graph()
+        with graph.as_default():
+            image_bytes, outputs = cls.build(params, gpu_id)
             saver = tf1.train.Saver()
-        self.graph.finalize()
-        self.session = tf1.Session(graph=self.graph, config=session_config())
-        restore(self.session, saver, self.checkpoint)
+        graph.finalize()
+        session = tf1.Session(graph=graph, config=session_config())
+        restore(session, saver, checkpoint)
+        return cls(session, image_bytes, outputs, params, checkpoint)
 
     @classmethod
     def from_model_dir(cls, model_dir: str, explicit: dict, gpu_id: int | None = None) -> Recognizer:
         """Shapes come from params.json; flags given on the command line must agree with it."""
         params = model_params.resolve(explicit, model_params.require(model_dir), model_dir)
-        return cls(model_dir, params, gpu_id)
+        return cls.load(model_dir, params, gpu_id)
 
     def run_batch(self, images: Sequence[bytes]) -> list[Result]:
         """One session run over images; raises tf.errors.InvalidArgumentError if one does not decode."""

@@ -14,6 +14,7 @@ from aocr.errors import AocrError
 from aocr.metrics import Accuracy
 from aocr.progress import Progress
 from aocr.recognizer import Recognizer, Result
+from aocr.visualize import AttentionWriter
 
 log = logging.getLogger("aocr")
 
@@ -27,8 +28,11 @@ def chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
 
 
 def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_full_match: bool = False,
-             on_result: Callable[[Record, Result | str, bool], None] | None = None) -> Accuracy:
-    """Recognize every record of `dataset` and score it against its (normalized) label."""
+             on_result: Callable[[Record, str, Result], None] | None = None) -> Accuracy:
+    """Recognize every record of `dataset` and score it against its (normalized) label.
+
+    on_result, when given, receives each record with its normalized label and its Result.
+    """
     params = recognizer.params
     charset = params.char_table
     accuracy = Accuracy()
@@ -44,13 +48,13 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
                 name = record.comment or f"{record.source}#{record.position}"
                 if isinstance(result, str):
                     log.warning("%s: %s; counted as wrong", name, result)
-                    correct = accuracy.add("", label) and False
+                    accuracy.add("", label)
                 else:
                     correct = accuracy.add(result.text, label)
                     log.debug("%s: %s %r (label %r, probability %.4f)", name,
                               "correct" if correct else "incorrect", result.text, label, result.probability)
-                if on_result is not None:
-                    on_result(record, result, correct)
+                    if on_result is not None:
+                        on_result(record, label, result)
             headline = accuracy.word_accuracy if headline_full_match else accuracy.character_accuracy
             progress.update(len(chunk), accuracy=f"{100 * headline:.1f}%")
     finally:
@@ -64,13 +68,19 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.visualize:
-        raise AocrError("--visualize is not implemented yet in this version of aocr")
     recognizer = Recognizer.from_model_dir(args.model_dir, explicit_shape(args), args.gpu_id)
     log.info("testing %s", recognizer.checkpoint)
+    writer = AttentionWriter(args.output_dir) if args.visualize else None
+
+    def visualize(record: Record, label: str, result: Result) -> None:
+        writer.add(record.comment or f"record-{record.position}", record.image, result, label)
+
     try:
-        accuracy = evaluate(recognizer, args.dataset_path, args.batch_size, args.no_distance)
+        accuracy = evaluate(recognizer, args.dataset_path, args.batch_size, args.no_distance,
+                            visualize if writer else None)
     finally:
         recognizer.close()
+    if writer:
+        log.info("attention maps and report: %s", writer.write_report(accuracy))
     log.info("%s", accuracy.summary())
     return 0

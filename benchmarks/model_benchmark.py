@@ -61,7 +61,7 @@ def learning_curve(train_records: Path, test_records: Path, params: ModelParams,
     for budget in minutes:
         within = [m for m in marks if m[1] <= 60 * budget + 1] or marks[:1]
         step, seconds, path = within[-1]
-        recognizer = Recognizer(str(model_dir), params, checkpoint=path)
+        recognizer = Recognizer.load(str(model_dir), params, checkpoint=path)
         try:
             accuracy = evaluate(recognizer, str(test_records), 64)
         finally:
@@ -76,7 +76,7 @@ def prediction_speed(model_dir: Path, params: ModelParams, images: list[Path]) -
     """Per image over a stream through the Recognizer and through the `aocr predict` command,
     and the latency of one image alone."""
     data = [p.read_bytes() for p in images]
-    recognizer = Recognizer(str(model_dir), params)
+    recognizer = Recognizer.load(str(model_dir), params)
     try:
         recognizer.recognize(data[:64], 64)  # warm-up
         start = time.perf_counter()
@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--minutes", default="2,5,10", help="training budgets for the accuracy curve")
     parser.add_argument("--train-count", type=int, default=6000)
     parser.add_argument("--test-count", type=int, default=500)
+    parser.add_argument("--learning-only", action="store_true", help="only the accuracy-versus-time curve")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     minutes = [float(m) for m in args.minutes.split(",")]
@@ -113,6 +114,10 @@ def main() -> None:
     _, train_records = rendered_set(f"rendered-train-{args.train_count}", args.train_count, seed=11)
     test_annotations, test_records = rendered_set(f"rendered-test-{args.test_count}", args.test_count, seed=12)
     test_images = [Path(line.split(" ", 1)[0]) for line in test_annotations.read_text().splitlines()]
+    if args.learning_only:
+        results["learning_curve"], _ = learning_curve(train_records, test_records, params, 32, minutes)
+        print(f"wrote {write_json('learning_curve.json', results)}")
+        return
 
     train_widths = pipeline_batch_widths(str(train_records), params, 32, 30)
     infer_widths = inference_batch_widths([p.read_bytes() for p in test_images], params, 64)

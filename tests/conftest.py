@@ -25,9 +25,9 @@ TINY_SHAPE = ["--max-width", "120", "--max-height", "32", "--max-prediction", "4
 
 
 def run_aocr(*args: str, cwd: Path | str | None = None, stdin: str | None = None,
-             timeout: float = 600) -> subprocess.CompletedProcess:
+             timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the real command line in a child process, as a user would."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     return subprocess.run([sys.executable, "-m", "aocr", *args], cwd=cwd, input=stdin, capture_output=True,
                           text=True, timeout=timeout, env=env)
 

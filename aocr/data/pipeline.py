@@ -18,11 +18,11 @@ def bucket_boundaries(params: ModelParams) -> list[int]:
     return list(range(BUCKET_STEP + 1, params.image_width + 1, BUCKET_STEP))
 
 
-def training_dataset(scan: LabelScan, params: ModelParams, batch_size: int, num_epoch: int,
+def training_dataset(scan: LabelScan, params: ModelParams, batch_size: int, num_epoch: int | None,
                      seed: int | None = None, num_shards: int = 1, shard_index: int = 0) -> tf.data.Dataset:
     """Batches of {images float32 [B, 32, W, C], widths int32 [B], label_ids int32 [B, max_prediction + 2]}.
 
-    W is the widest image of the batch. Records whose label the scan rejected are
+    W is the widest image of the batch; num_epoch None repeats without end. Records whose label the scan rejected are
     dropped; images that fail to decode are dropped too. With num_shards > 1 this
     worker reads only its share of the records.
     """

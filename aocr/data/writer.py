@@ -44,6 +44,7 @@ class DatasetReport:
     blank_lines: int = 0
     longest_label: str = ""
     outside_charset: Counter = field(default_factory=Counter)
+    widest: tuple[int, int] = (0, 1)  # (width, height) of the image with the largest aspect ratio
 
 
 def write_dataset(annotations_path: str, output_path: str, charset: Charset,
@@ -63,7 +64,7 @@ def write_dataset(annotations_path: str, output_path: str, charset: Charset,
                 progress.update()
                 try:
                     image = read_bytes(item.path)
-                    image_size(image)
+                    width, height = image_size(image)
                 except (AocrError, BadImage) as e:
                     reason = str(e) if isinstance(e, BadImage) else str(e).removeprefix(f"{item.path}: ")
                     log.warning("%s, line %d: %s: %s; skipped", annotations_path, item.line_number, item.path, reason)
@@ -75,6 +76,8 @@ def write_dataset(annotations_path: str, output_path: str, charset: Charset,
                 report.outside_charset.update(charset.unknown_chars(label))
                 if len(label) > len(report.longest_label):
                     report.longest_label = label
+                if width * report.widest[1] > report.widest[0] * height:
+                    report.widest = (width, height)
             if report.written == 0:
                 raise AocrError(f"{annotations_path}: no usable line, so {output_path} was not written")
     finally:
@@ -90,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
     log.info("%s: %d written, %d skipped%s", args.output_path, report.written, report.skipped, blank)
     log.info("longest label: %d characters (%r); train with --max-prediction %d or more",
              len(report.longest_label), report.longest_label, len(report.longest_label))
+    width, height = report.widest
+    log.info("widest image for its height: %dx%d; --max-width %d --max-height %d keep it unsqueezed "
+             "(the defaults, %d and %d, fit images up to %.1f times as wide as tall; wider ones are shrunk to fit)",
+             width, height, width, height, defaults.MAX_WIDTH, defaults.MAX_HEIGHT,
+             defaults.MAX_WIDTH / defaults.MAX_HEIGHT)
     if report.outside_charset:
         chars = "".join(sorted(report.outside_charset))
         hint = "--full-ascii" if all(32 <= ord(c) < 127 for c in chars) else "--charset"

@@ -8,7 +8,7 @@ from typing import Literal
 
 import tensorflow as tf
 
-from aocr.charset import EOS_ID, PAD_ID
+from aocr.charset import EOS_ID, FIRST_CHAR_ID, PAD_ID
 from aocr.data.preprocess import preprocess_batch
 from aocr.model.cnn import WIDTH_STRIDE, cnn_features
 from aocr.model.decoder import attention_decode
@@ -17,6 +17,35 @@ from aocr.params import ModelParams
 
 Mode = Literal["train", "eval", "infer"]
 
+# Weight of the auxiliary CTC loss on the encoder columns. CTC makes the encoder line up
+# characters with columns from the first steps, which the attention then finds: without it
+# the decoder sits for hundreds of steps on a plateau where it only learns label statistics.
+CTC_WEIGHT = 1.0
+
+
+def ctc_loss(encoded: tf.Tensor, columns: tf.Tensor, label_ids: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """Mean CTC loss per label character of a linear read-out of the encoder columns.
+
+    encoded: float32 [B, T, D]; columns: int32 [B]; label_ids: int32 [B, L] (GO, characters,
+    EOS, PAD). The read-out reuses the class ids, with PAD (0) as CTC's blank; it exists only
+    in training graphs, so inference and exports do not carry it.
+    """
+    with tf.compat.v1.variable_scope("ctc"):
+        kernel = tf.compat.v1.get_variable("kernel", [encoded.shape[-1], num_classes],
+                                           initializer=tf.compat.v1.glorot_uniform_initializer())
+        bias = tf.compat.v1.get_variable("bias", [num_classes], initializer=tf.compat.v1.zeros_initializer())
+    logits = tf.tensordot(encoded, kernel, axes=1) + bias  # [B, T, num_classes]
+    characters = label_ids[:, 1:]
+    is_char = characters >= FIRST_CHAR_ID
+    lengths = tf.reduce_sum(tf.cast(is_char, tf.int32), axis=1)
+    labels = tf.where(is_char, characters, tf.zeros_like(characters))
+    per_image = tf.nn.ctc_loss(labels=labels, logits=logits, label_length=lengths, logit_length=columns,
+                               logits_time_major=False, blank_index=PAD_ID)
+    # An image too narrow for its label has an infinite CTC loss: leave it to the decoder's loss.
+    usable = tf.logical_and(tf.math.is_finite(per_image), lengths > 0)
+    per_char = per_image / tf.cast(tf.maximum(lengths, 1), tf.float32)
+    return tf.reduce_mean(tf.where(usable, per_char, tf.zeros_like(per_char)))
+
 
 @dataclass
 class ModelOutputs:
@@ -24,7 +53,8 @@ class ModelOutputs:
     ids: tf.Tensor  # int32 [B, S]
     attention: tf.Tensor  # float32 [B, S, T], T = W / 4 encoder columns
     columns: tf.Tensor  # int32 [B], the real (unpadded) encoder columns of each image
-    loss: tf.Tensor | None  # scalar, mean cross-entropy per target character (train and eval)
+    loss: tf.Tensor | None  # scalar, the training objective: decoder cross-entropy + CTC_WEIGHT * CTC (train, eval)
+    sequence_loss: tf.Tensor | None  # scalar, the decoder's mean cross-entropy per target character
     batch_norm_updates: list  # ops to run with each training step (train only)
 
 
@@ -44,13 +74,14 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
     decoded = attention_decode(
         encoded, mask, params.char_table.num_classes, params.decoder_steps, params.attn_num_hidden,
         params.attn_num_layers, params.target_embedding_size, params.use_gru, decoder_inputs=teacher)
-    loss = None
+    loss = sequence_loss = None
     if mode != "infer":
         targets = label_ids[:, 1:]
         weights = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
         cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=decoded.logits)
-        loss = tf.reduce_sum(cross_entropy * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
-    return ModelOutputs(decoded.logits, decoded.ids, decoded.attention, columns, loss, bn_updates)
+        sequence_loss = tf.reduce_sum(cross_entropy * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        loss = sequence_loss + CTC_WEIGHT * ctc_loss(encoded, columns, label_ids, params.char_table.num_classes)
+    return ModelOutputs(decoded.logits, decoded.ids, decoded.attention, columns, loss, sequence_loss, bn_updates)
 
 
 @dataclass

@@ -1,0 +1,155 @@
+"""`aocr export`: the latest checkpoint -> a SavedModel for TensorFlow Serving (DIR/VERSION/) or a
+frozen graph (DIR/frozen_graph.pb). Shapes and charset come from the model dir's params.json."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import random
+
+import tensorflow as tf
+
+from aocr import params as model_params
+from aocr.cli import explicit_shape
+from aocr.data.synthetic import load_font, render
+from aocr.errors import AocrError
+from aocr.fileio import atomic_output, join, temp_path_beside
+from aocr.params import ModelParams
+from aocr.serving_graph import INPUT_NAME, PROBABILITY_NAME, TEXT_NAME, build_serving_graph
+from aocr.session import require_checkpoint, restore, session_config
+
+tf1 = tf.compat.v1
+log = logging.getLogger("aocr")
+
+SIGNATURE = "serving_default"
+FROZEN_GRAPH = "frozen_graph.pb"
+
+
+def versions(export_dir: str) -> list[int]:
+    """Version directories under an export dir, oldest first (TF Serving's layout)."""
+    if not tf.io.gfile.isdir(export_dir):
+        return []
+    return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(export_dir) if n.rstrip("/").isdigit())
+
+
+def sample_image() -> bytes:
+    """A small rendered PNG to check that an export runs."""
+    buffer = io.BytesIO()
+    render("AB12", random.Random(0), load_font(None, 24), distort=False).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def check_outputs(text: object, probability: object, what: str) -> None:
+    if not isinstance(text, bytes) or not 0.0 <= float(probability) <= 1.0:
+        raise AocrError(f"{what} gave unexpected outputs ({text!r}, {probability!r}); nothing was exported")
+
+
+def _frozen_session(checkpoint: str, params: ModelParams):
+    graph = tf.Graph()
+    with graph.as_default():
+        tensors = build_serving_graph(params)
+        saver = tf1.train.Saver()
+    session = tf1.Session(graph=graph, config=session_config())
+    restore(session, saver, checkpoint)
+    return session, tensors
+
+
+def export_savedmodel(checkpoint: str, params: ModelParams, export_dir: str, version: int | None,
+                      force: bool) -> str:
+    """Write DIR/VERSION (the next free version by default) and return its path."""
+    existing = versions(export_dir)
+    version = version if version is not None else (existing[-1] + 1 if existing else 1)
+    target = join(export_dir, str(version))
+    if tf.io.gfile.exists(target) and not force:
+        raise AocrError(f"{target} exists; pass --force to replace it, or --version N for another version")
+    # Locally the version is built beside its final name and renamed into place, so TF Serving
+    # never sees half a version. Object stores (gs://) and ram:// cannot rename a directory
+    # with its files: there it is built in place and removed if it fails its check.
+    in_place = "://" in export_dir
+    build_dir = target if in_place else temp_path_beside(target)
+    if in_place and tf.io.gfile.exists(target):
+        tf.io.gfile.rmtree(target)
+    session, tensors = _frozen_session(checkpoint, params)
+    done = False
+    try:
+        with session:
+            builder = tf1.saved_model.Builder(build_dir)
+            signature = tf1.saved_model.predict_signature_def(
+                inputs={"input": tensors.image_bytes},
+                outputs={"output": tensors.text, "probability": tensors.probability})
+            builder.add_meta_graph_and_variables(
+                session, [tf1.saved_model.tag_constants.SERVING], signature_def_map={SIGNATURE: signature},
+                clear_devices=True, strip_default_attrs=True)
+            builder.save()
+        check_savedmodel(build_dir)
+        if not in_place:
+            if tf.io.gfile.exists(target):
+                tf.io.gfile.rmtree(target)
+            tf.io.gfile.rename(build_dir, target)
+        done = True
+    finally:
+        if not done and tf.io.gfile.exists(build_dir):
+            tf.io.gfile.rmtree(build_dir)
+    return target
+
+
+def check_savedmodel(path: str) -> None:
+    """Load a SavedModel in a clean graph, as TF Serving would, and run its signature on an image."""
+    graph = tf.Graph()
+    with graph.as_default(), tf1.Session(graph=graph) as session:
+        meta = tf1.saved_model.loader.load(session, [tf1.saved_model.tag_constants.SERVING], path)
+        signature = meta.signature_def[SIGNATURE]
+        fetch = [signature.outputs["output"].name, signature.outputs["probability"].name]
+        text, probability = session.run(fetch, {signature.inputs["input"].name: sample_image()})
+    check_outputs(text, probability, f"the SavedModel in {path}")
+
+
+def export_frozen_graph(checkpoint: str, params: ModelParams, export_dir: str, force: bool) -> str:
+    """Write DIR/frozen_graph.pb with the variables folded into constants and return its path."""
+    target = join(export_dir, FROZEN_GRAPH)
+    if tf.io.gfile.exists(target) and not force:
+        raise AocrError(f"{target} exists; pass --force to replace it")
+    session, _ = _frozen_session(checkpoint, params)
+    with session:
+        graph_def = tf1.graph_util.convert_variables_to_constants(
+            session, session.graph.as_graph_def(), [TEXT_NAME, PROBABILITY_NAME])
+    for node in graph_def.node:
+        node.device = ""
+    with atomic_output(target) as temp:
+        with tf.io.gfile.GFile(temp, "wb") as f:
+            f.write(graph_def.SerializeToString())
+        check_frozen_graph(temp)
+    return target
+
+
+def check_frozen_graph(path: str) -> None:
+    """Import a frozen graph in a clean graph and run it on an image."""
+    graph_def = tf1.GraphDef()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        graph_def.ParseFromString(f.read())
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    with tf1.Session(graph=graph) as session:
+        text, probability = session.run([f"{TEXT_NAME}:0", f"{PROBABILITY_NAME}:0"],
+                                        {f"{INPUT_NAME}:0": sample_image()})
+    check_outputs(text, probability, f"the frozen graph {path}")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = model_params.resolve(explicit_shape(args), model_params.require(args.model_dir), args.model_dir)
+    checkpoint = require_checkpoint(args.model_dir)
+    if args.format == "savedmodel":
+        path = export_savedmodel(checkpoint, params, args.export_path, args.export_version, args.force)
+        log.info("exported %s as SavedModel %s (signature %s: input 'input', outputs 'output', 'probability')",
+                 checkpoint, path, SIGNATURE)
+        log.info("serve it with `aocr serve %s` or `tensorflow_model_server --rest_api_port=8501 "
+                 "--model_name=aocr --model_base_path=%s`", args.export_path, args.export_path)
+    else:
+        if args.export_version is not None:
+            raise AocrError("--version applies to --format savedmodel only")
+        path = export_frozen_graph(checkpoint, params, args.export_path, args.force)
+        log.info("exported %s as frozen graph %s (input %s:0, outputs %s:0 and %s:0)", checkpoint, path,
+                 INPUT_NAME, TEXT_NAME, PROBABILITY_NAME)
+    return 0

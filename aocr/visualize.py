@@ -1,0 +1,169 @@
+"""Attention maps: for each image, one PNG per decoding step (the step's attention drawn over the
+original image as a heat map, with the character it chose), an animated GIF of the steps,
+word.txt, and an HTML report over all images that opens from the file system."""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image, ImageDraw, ImageFont
+
+from aocr.fileio import join, write_bytes_atomic
+from aocr.metrics import Accuracy
+from aocr.model.cnn import WIDTH_STRIDE
+from aocr.recognizer import Result
+
+CAPTION_HEIGHT = 18
+FRAME_MS = 500
+
+
+def attention_over_width(weights: np.ndarray, resized_width: int, original_width: int) -> np.ndarray:
+    """One step's weights over encoder columns [columns] -> weights over the original image's pixel columns
+    [original_width]. Column j covers resized pixels 4j..4j+3, i.e. a 4/resized_width share of the original."""
+    pixel = (np.arange(original_width) + 0.5) * resized_width / original_width
+    column = np.clip((pixel // WIDTH_STRIDE).astype(int), 0, len(weights) - 1)
+    spread = weights[column]
+    return spread / max(float(spread.max()), 1e-9)
+
+
+def step_frames(image: bytes, result: Result) -> list[Image.Image]:
+    """One RGB frame per decoding step through EOS: the original image tinted red where the step
+    looked, with a caption naming the step's character."""
+    original = Image.open(io.BytesIO(image)).convert("RGB")
+    width, height = original.size
+    base = np.asarray(original, dtype=np.float32)
+    font = ImageFont.load_default()
+    frames = []
+    for step, weights in enumerate(result.attention):
+        heat = attention_over_width(weights, result.width, width)[None, :, None]  # [1, W, 1]
+        red = np.array([255.0, 0.0, 0.0])
+        tinted = base * (1 - 0.6 * heat) + red * 0.6 * heat
+        frame = Image.new("RGB", (width, height + CAPTION_HEIGHT), "white")
+        frame.paste(Image.fromarray(tinted.astype(np.uint8)), (0, 0))
+        char = result.text[step] if step < len(result.text) else "EOS"
+        ImageDraw.Draw(frame).text((2, height + 3), f"{step + 1}: {char}", fill="black", font=font)
+        frames.append(frame)
+    return frames
+
+
+def stack_frames(frames: list[Image.Image]) -> Image.Image:
+    """All steps of one image in one picture, top to bottom (for TensorBoard)."""
+    sheet = Image.new("RGB", (frames[0].width, sum(f.height for f in frames)), "white")
+    for number, frame in enumerate(frames):
+        sheet.paste(frame, (0, number * frame.height))
+    return sheet
+
+
+def encode_png(frame: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    frame.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def encode_gif(frames: list[Image.Image]) -> bytes:
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0)
+    return buffer.getvalue()
+
+
+def safe_name(text: str) -> str:
+    """A folder name from a source path or record name: its base name, without extension or odd characters."""
+    base = re.split(r"[\\/]", text.rstrip("/\\"))[-1]
+    base = base.rsplit(".", 1)[0] if "." in base else base
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", base) or "image"
+
+
+class AttentionWriter:
+    """Writes each image's folder as results come in and the HTML report at the end."""
+
+    def __init__(self, output_dir: str, sort_by_correctness: bool = True) -> None:
+        self.output_dir = output_dir
+        self.sort_by_correctness = sort_by_correctness
+        self.entries: list[dict] = []
+        self._used: set[str] = set()
+        tf.io.gfile.makedirs(output_dir)
+
+    def _folder(self, group: str, name: str) -> str:
+        candidate, number = name, 1
+        while f"{group}/{candidate}" in self._used:
+            number += 1
+            candidate = f"{name}-{number}"
+        self._used.add(f"{group}/{candidate}")
+        return f"{group}/{candidate}" if group else candidate
+
+    def add(self, name: str, image: bytes, result: Result, label: str | None = None) -> str:
+        """Write one image's steps, GIF and word.txt; returns its folder relative to output_dir."""
+        correct = None if label is None else result.text == label
+        group = "" if correct is None else ("correct" if correct else "incorrect")
+        folder = self._folder(group, safe_name(name))
+        directory = join(self.output_dir, folder)
+        tf.io.gfile.makedirs(directory)
+        frames = step_frames(image, result)
+        for step, frame in enumerate(frames):
+            write_bytes_atomic(join(directory, f"step-{step + 1:02d}.png"), encode_png(frame))
+        write_bytes_atomic(join(directory, "attention.gif"), encode_gif(frames))
+        lines = [f"prediction: {result.text}"] + ([f"label: {label}"] if label is not None else [])
+        lines.append(f"probability: {result.probability:.6f}")
+        write_bytes_atomic(join(directory, "word.txt"), ("\n".join(lines) + "\n").encode("utf-8"))
+        self.entries.append({"name": name, "folder": folder, "label": label, "prediction": result.text,
+                             "probability": result.probability, "correct": correct, "steps": len(frames)})
+        return folder
+
+    def write_report(self, accuracy: Accuracy | None = None, title: str = "aocr attention report") -> str:
+        """index.html: every image with its GIF, incorrect ones first; no script or link leaves the folder."""
+        entries = sorted(self.entries, key=lambda e: (e["correct"] is True, e["probability"]))
+        summary = f"<p class='summary'>{html.escape(accuracy.summary())}</p>" if accuracy else ""
+        rows = []
+        for e in entries:
+            status = "" if e["correct"] is None else ("correct" if e["correct"] else "incorrect")
+            rows.append(
+                f"<tr class='{status}'><td><img src='{html.escape(e['folder'])}/attention.gif' "
+                f"alt='{html.escape(e['name'])}'></td><td>{html.escape(e['name'])}</td>"
+                f"<td>{html.escape(e['label'] or '')}</td><td>{html.escape(e['prediction'])}</td>"
+                f"<td>{e['probability']:.4f}</td><td>{status}</td></tr>")
+        page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 1.5em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
+th {{ cursor: pointer; background: #eee; }}
+tr.incorrect td {{ background: #fde8e8; }}
+tr.correct td {{ background: #eaf7ea; }}
+.summary {{ font-size: 1.2em; font-weight: bold; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+{summary}
+<p>{len(entries)} images; incorrect ones first. Click a column heading to sort.</p>
+<table id="results"><thead><tr><th>attention</th><th>image</th><th>label</th><th>prediction</th>
+<th>probability</th><th>result</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table>
+<script>
+document.querySelectorAll("#results th").forEach(function (th, column) {{
+  th.addEventListener("click", function () {{
+    var body = document.querySelector("#results tbody");
+    var rows = Array.prototype.slice.call(body.rows);
+    var up = th.dataset.up !== "1"; th.dataset.up = up ? "1" : "0";
+    rows.sort(function (a, b) {{
+      var x = a.cells[column].textContent, y = b.cells[column].textContent;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      var order = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return up ? order : -order;
+    }});
+    rows.forEach(function (row) {{ body.appendChild(row); }});
+  }});
+}});
+</script>
+</body></html>
+"""
+        path = join(self.output_dir, "index.html")
+        write_bytes_atomic(path, page.encode("utf-8"))
+        write_bytes_atomic(join(self.output_dir, "results.json"), json.dumps(entries, indent=1).encode("utf-8"))
+        return path

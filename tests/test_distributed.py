@@ -1,0 +1,98 @@
+"""Training on TensorFlow's distributed runtime from TF_CONFIG: a real cluster of processes on 127.0.0.1."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from tests.conftest import TINY_SHAPE, run_aocr
+
+LAUNCHER = Path(__file__).resolve().parent.parent / "tools" / "local_cluster.py"
+
+
+@pytest.mark.parametrize(("config", "words"), [
+    ("{not json", "not valid JSON"),
+    (json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "boss", "index": 0}}),
+     "'boss' is unknown"),
+    (json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 2}}),
+     "out of range"),
+    (json.dumps({"cluster": {"worker": "127.0.0.1:1"}, "task": {"type": "worker", "index": 0}}), "list"),
+])
+def test_bad_tf_config_is_a_clear_error(digits_set, tmp_path, config, words):
+    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", cwd=tmp_path,
+                      env={"TF_CONFIG": config})
+    assert result.returncode != 0
+    assert "TF_CONFIG" in result.stderr and words in result.stderr and "Traceback" not in result.stderr
+
+
+def own_steps(log: str) -> int:
+    match = re.search(r"\((\d+) run by this task\)", log)
+    assert match, log
+    return int(match.group(1))
+
+
+def test_one_ps_two_workers_train_together_and_the_chief_checkpoint_tests(digits_set, tmp_path):
+    model = tmp_path / "m"
+    result = subprocess.run(
+        [sys.executable, str(LAUNCHER), "--ps", "1", "--workers", "2", "--timeout", "600", "--",
+         str(digits_set.tfrecords), "--model-dir", str(model), *TINY_SHAPE, "--batch-size", "4",
+         "--max-steps", "40", "--steps-per-checkpoint", "20", "--async"],
+        capture_output=True, text=True, timeout=900)
+    logs = {p.stem: p.read_text() for p in (tmp_path / "m-logs").glob("*.log")}
+    assert result.returncode == 0, result.stdout + result.stderr + json.dumps(logs, indent=1)
+    assert sorted(logs) == ["ps-0", "worker-0", "worker-1"]
+    assert tf.train.latest_checkpoint(str(model)).endswith("model.ckpt-40")
+    chief, other = own_steps(logs["worker-0"]), own_steps(logs["worker-1"])
+    assert chief > 0 and other > 0 and chief + other >= 40 and max(chief, other) < 40  # both advanced one step
+    assert "saved" in logs["worker-0"] and "saved" not in logs["worker-1"]  # only the chief writes
+    assert "parameter server 0: done" in logs["ps-0"]
+    tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(model), cwd=tmp_path)
+    assert tested.returncode == 0 and "word accuracy:" in tested.stderr
+
+
+def cluster_processes(model: Path) -> list[int]:
+    """Pids of the `aocr train` processes working on this model dir."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if entry.name.isdigit() and "aocr train" in command and str(model) in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_synchronous_cluster_and_a_killed_worker_leave_a_loadable_checkpoint(digits_set, tmp_path):
+    model = tmp_path / "m"
+    launcher = subprocess.Popen(
+        [sys.executable, str(LAUNCHER), "--ps", "1", "--workers", "2", "--timeout", "600", "--",
+         str(digits_set.tfrecords), "--model-dir", str(model), *TINY_SHAPE, "--batch-size", "4",
+         "--steps-per-checkpoint", "5", "--step-timeout", "10"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while tf.train.latest_checkpoint(str(model)) is None and time.monotonic() < deadline:
+            time.sleep(1)
+        assert tf.train.latest_checkpoint(str(model)) is not None, "the chief saved no checkpoint"
+        victim = next(pid for pid in cluster_processes(model) if '"type": "worker", "index": 1' in
+                      Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace"))
+        os.kill(victim, signal.SIGKILL)
+        launcher.communicate(timeout=300)
+    finally:
+        if launcher.poll() is None:
+            launcher.send_signal(signal.SIGINT)
+            launcher.communicate(timeout=60)
+    chief_log = (tmp_path / "m-logs" / "worker-0.log").read_text()
+    assert "another task of the cluster has stopped" in chief_log, chief_log
+    checkpoint = tf.train.latest_checkpoint(str(model))
+    assert checkpoint is not None and int(checkpoint.rsplit("-", 1)[1]) >= 5
+    tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(model), cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr

@@ -1,0 +1,122 @@
+"""`aocr export`: SavedModels TF Serving loads, frozen graphs with the original's tensor names,
+both answering exactly as `aocr predict` does."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import run_aocr
+
+
+@pytest.fixture(scope="module")
+def exported(trained_model, tmp_path_factory):
+    """The trained model exported both ways, with no shape flag repeated."""
+    directory = tmp_path_factory.mktemp("exported")
+    for fmt in ("savedmodel", "frozengraph"):
+        result = run_aocr("export", str(directory), "--format", fmt, "--model-dir", str(trained_model),
+                          cwd=trained_model.parent)
+        assert result.returncode == 0, result.stderr
+    return directory
+
+
+@pytest.fixture(scope="module")
+def predicted(trained_model, digits_set):
+    """What `aocr predict` answers for the first 12 images (PNG)."""
+    paths = [str(p) for p in digits_set.images[:12]]
+    result = run_aocr("predict", *paths, "--model-dir", str(trained_model), cwd=trained_model.parent)
+    assert result.returncode == 0, result.stderr
+    return [(line.split("\t")[1], float(line.split("\t")[2])) for line in result.stdout.splitlines()]
+
+
+def run_in_fresh_process(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_savedmodel_layout_and_signature(exported):
+    assert sorted(p.name for p in exported.iterdir()) == ["1", "frozen_graph.pb"]
+    assert (exported / "1" / "saved_model.pb").exists() and (exported / "1" / "variables").is_dir()
+    out = run_in_fresh_process(f"""
+        import tensorflow as tf
+        loaded = tf.saved_model.load("{exported / '1'}")
+        signature = loaded.signatures["serving_default"]
+        print(sorted(signature.structured_input_signature[1]), sorted(signature.structured_outputs))
+        print(signature.structured_input_signature[1]["input"].dtype.name,
+              signature.structured_outputs["output"].dtype.name, signature.structured_outputs["probability"].dtype.name)
+    """)
+    assert out.splitlines() == ["['input'] ['output', 'probability']", "string string float64"]
+
+
+def test_savedmodel_answers_like_predict_for_scalar_batch_png_and_jpeg(exported, digits_set, predicted):
+    out = run_in_fresh_process(f"""
+        import io, json
+        import tensorflow as tf
+        from PIL import Image
+        paths = {[str(p) for p in digits_set.images[:12]]!r}
+        pngs = [open(p, "rb").read() for p in paths]
+        serve = tf.saved_model.load("{exported / '1'}").signatures["serving_default"]
+        batch = serve(input=tf.constant(pngs))
+        scalar = serve(input=tf.constant(pngs[0]))
+        jpeg = io.BytesIO()
+        Image.open(paths[0]).save(jpeg, "JPEG", quality=95)
+        from_jpeg = serve(input=tf.constant(jpeg.getvalue()))
+        print(json.dumps({{
+            "batch": [[t.decode(), float(p)] for t, p in zip(batch["output"].numpy(), batch["probability"].numpy())],
+            "scalar_shape": scalar["output"].shape.rank, "scalar": scalar["output"].numpy().decode(),
+            "jpeg": from_jpeg["output"].numpy().decode()}}))
+    """)
+    import json
+
+    answers = json.loads(out)
+    assert [text for text, _ in answers["batch"]] == [text for text, _ in predicted]
+    assert all(abs(a[1] - b[1]) < 1e-4 for a, b in zip(answers["batch"], predicted, strict=True))
+    assert answers["scalar_shape"] == 0 and answers["scalar"] == predicted[0][0]
+    assert answers["jpeg"] == predicted[0][0]
+
+
+def test_frozen_graph_has_the_original_tensor_names(exported, digits_set, predicted):
+    out = run_in_fresh_process(f"""
+        import tensorflow as tf
+        tf1 = tf.compat.v1
+        graph_def = tf1.GraphDef()
+        graph_def.ParseFromString(open("{exported / 'frozen_graph.pb'}", "rb").read())
+        assert not any(node.op.startswith("Variable") for node in graph_def.node)
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.graph_util.import_graph_def(graph_def, name="")
+        with tf1.Session(graph=graph) as session:
+            for path in {[str(p) for p in digits_set.images[:3]]!r}:
+                text, probability = session.run(["prediction:0", "probability:0"],
+                                                {{"input_image_as_bytes:0": open(path, "rb").read()}})
+                print(text.decode(), probability)
+    """)
+    texts = [line.split()[0] for line in out.splitlines()]
+    assert texts == [text for text, _ in predicted[:3]]
+
+
+def test_versions_are_numbered_and_never_overwritten(trained_model, tmp_path):
+    base = ["export", str(tmp_path / "exp"), "--model-dir", str(trained_model)]
+    assert run_aocr(*base, cwd=tmp_path).returncode == 0
+    assert run_aocr(*base, cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["1", "2"]  # no temporary left behind
+    refused = run_aocr(*base, "--version", "2", cwd=tmp_path)
+    assert refused.returncode != 0 and "--force" in refused.stderr and "Traceback" not in refused.stderr
+    assert run_aocr(*base, "--version", "7", cwd=tmp_path).returncode == 0
+    assert run_aocr(*base, "--version", "2", "--force", cwd=tmp_path).returncode == 0
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["1", "2", "7"]
+
+
+def test_export_with_a_contradicting_flag_is_refused(trained_model, tmp_path):
+    result = run_aocr("export", str(tmp_path / "exp"), "--model-dir", str(trained_model), "--max-width", "160",
+                      cwd=tmp_path)
+    assert result.returncode != 0 and "--max-width" in result.stderr
+    assert not (tmp_path / "exp").exists()
+
+
+def test_export_without_a_model_says_how_to_get_one(tmp_path):
+    result = run_aocr("export", str(tmp_path / "exp"), "--model-dir", str(tmp_path / "none"), cwd=tmp_path)
+    assert result.returncode != 0 and "aocr train" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,95 @@
+"""`--visualize`: attention maps per step over the original image, GIFs, word.txt and an offline HTML report."""
+
+from html.parser import HTMLParser
+
+import numpy as np
+from PIL import Image
+
+from aocr.visualize import attention_over_width
+from tests.conftest import run_aocr, write_annotations
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources, self.rows = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.sources += [attrs[k] for k in ("src", "href") if k in attrs]
+        self.rows += tag == "tr"
+
+
+def test_test_visualize_writes_folders_gifs_and_report(trained_model, digits_set, tmp_path):
+    rows = list(zip(digits_set.images[:10], digits_set.labels[:10], strict=True))
+    rows.append((digits_set.images[10], "9999"))  # a wrong label, so one image lands in incorrect/
+    write_annotations(tmp_path / "a.txt", rows)
+    assert run_aocr("dataset", "a.txt", "few.tfrecords", "--save-filename", cwd=tmp_path).returncode == 0
+    result = run_aocr("test", "few.tfrecords", "--model-dir", str(trained_model), "--visualize",
+                      "--output-dir", "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    folders = [*(out / "correct").glob("*"), *(out / "incorrect").glob("*")]
+    assert len(folders) == 11
+    assert (out / "incorrect" / digits_set.images[10].stem).is_dir()
+    for folder in folders:
+        word = (folder / "word.txt").read_text().splitlines()
+        prediction = word[0].removeprefix("prediction: ")
+        assert word[1].startswith("label: ")
+        steps = sorted(folder.glob("step-*.png"))
+        assert len(steps) == len(prediction) + 1  # one per character, then EOS
+        with Image.open(folder / "attention.gif") as gif:
+            assert gif.n_frames == len(steps)
+        original = Image.open(next(p for p, _ in rows if p.stem == folder.name.split("-")[0]))
+        frame = Image.open(steps[0])
+        assert frame.width == original.width and frame.height > original.height
+
+    report = (out / "index.html").read_text()
+    links = Links()
+    links.feed(report)
+    assert links.rows == 12  # header and 11 images
+    assert all((out / src).exists() for src in links.sources)
+    assert "http://" not in report and "https://" not in report
+    assert "word accuracy:" in report
+    assert report.index("incorrect") < report.index("class='correct'")  # incorrect ones first
+
+
+def test_predict_visualize_names_folders_after_files(trained_model, digits_set, tmp_path):
+    paths = [str(p) for p in digits_set.images[:3]]
+    result = run_aocr("predict", *paths, "--model-dir", str(trained_model), "--visualize", "--output-dir", "viz",
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "viz").iterdir() if p.is_dir()) == sorted(
+        p.stem for p in digits_set.images[:3])
+    assert (tmp_path / "viz" / "index.html").exists()
+
+
+def test_heat_map_spans_the_original_width():
+    weights = np.array([0.0, 1.0, 0.0, 0.0])  # 4 columns = 16 resized pixels
+    spread = attention_over_width(weights, resized_width=16, original_width=64)
+    assert spread.shape == (64,)
+    assert spread[16:32].min() == 1.0 and spread[:16].max() == 0.0 and spread[32:].max() == 0.0
+
+
+def test_validation_scalars_and_attention_images_reach_tensorboard(digits_set, tmp_path):
+    import tensorflow as tf
+
+    from tests.conftest import TINY_SHAPE
+
+    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", *TINY_SHAPE, "--batch-size", "4",
+                      "--max-steps", "2", "--steps-per-checkpoint", "1", "--validation", str(digits_set.tfrecords),
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "validation word accuracy:" in result.stderr
+    scalars, images = {}, set()
+    for events in (tmp_path / "m").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                if value.HasField("image"):
+                    images.add(value.tag)
+                else:
+                    scalars.setdefault(value.tag, []).append(event.step)
+    assert scalars["validation/word_accuracy"] == [1, 2]
+    assert scalars["validation/character_accuracy"] == [1, 2]
+    assert {"loss", "perplexity", "learning_rate", "gradient_norm", "images_per_second"} <= set(scalars)
+    assert images == {"attention/sample-1", "attention/sample-2", "attention/sample-3"}
