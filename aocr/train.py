@@ -239,6 +239,7 @@ def train(config: TrainConfig, params: ModelParams, cluster: ClusterTask | None 
             if validation:
                 validation.build(params, config.gpu_id)
         done_signals = parameter_server_done_ops(cluster) if cluster else []
+        barrier = start_barrier(cluster) if cluster else None
         saver = tf1.train.Saver(max_to_keep=config.keep_checkpoints)
         init = tf1.global_variables_initializer()
     if cluster is None:
@@ -253,6 +254,8 @@ def train(config: TrainConfig, params: ModelParams, cluster: ClusterTask | None 
     with graph.as_default(), StopRequest() as stop:
         if validation:
             validation.attach(raw_session)
+        if barrier:
+            wait_for_trainers(raw_session, barrier, shards, config.step_timeout)
         if checkpoint and chief:
             log.info("resumed from %s", checkpoint)
         step = int(raw_session.run(global_step))
@@ -351,6 +354,25 @@ def _done_queue(cluster: ClusterTask, ps_index: int) -> tf1.FIFOQueue:
     """A queue on parameter server `ps_index` in which each trainer leaves a token when it is done."""
     with tf.device(f"/job:ps/task:{ps_index}"):
         return tf1.FIFOQueue(len(cluster.trainers), tf.int32, shared_name=f"aocr_done_{ps_index}")
+
+
+def start_barrier(cluster: ClusterTask) -> tuple[tf.Operation, tf.Tensor]:
+    """(arrive, arrived): a trainer runs `arrive` once and waits until `arrived` counts every trainer,
+    so all start together and share the work from the first step."""
+    with tf.device("/job:ps/task:0"):
+        queue = tf1.FIFOQueue(len(cluster.trainers), tf.int32, shared_name="aocr_started")
+    return queue.enqueue(1), queue.size()
+
+
+def wait_for_trainers(session: tf1.Session, barrier: tuple[tf.Operation, tf.Tensor], count: int,
+                      timeout: float) -> None:
+    arrive, arrived = barrier
+    session.run(arrive)
+    deadline = time.monotonic() + timeout
+    while session.run(arrived) < count:
+        if time.monotonic() > deadline:
+            raise AocrError(f"not every trainer of the cluster started within {timeout:g} s (--step-timeout)")
+        time.sleep(0.2)
 
 
 def parameter_server_done_ops(cluster: ClusterTask) -> list[tf.Operation]:

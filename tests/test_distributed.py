@@ -48,7 +48,9 @@ def test_one_ps_two_workers_train_together_and_the_chief_checkpoint_tests(digits
     logs = {p.stem: p.read_text() for p in (tmp_path / "m-logs").glob("*.log")}
     assert result.returncode == 0, result.stdout + result.stderr + json.dumps(logs, indent=1)
     assert sorted(logs) == ["ps-0", "worker-0", "worker-1"]
-    assert tf.train.latest_checkpoint(str(model)).endswith("model.ckpt-40")
+    # Asynchronous trainers may both take the last step, so the global step can pass 40 by one.
+    final = int(tf.train.latest_checkpoint(str(model)).rsplit("-", 1)[1])
+    assert 40 <= final <= 41
     chief, other = own_steps(logs["worker-0"]), own_steps(logs["worker-1"])
     assert chief > 0 and other > 0 and chief + other >= 40 and max(chief, other) < 40  # both advanced one step
     assert "saved" in logs["worker-0"] and "saved" not in logs["worker-1"]  # only the chief writes
