@@ -32,7 +32,7 @@ def test_dataset_train_test_predict_export_all_in_ram(capsys):
 
     assert main(["dataset", f"{root}/annotations.txt", f"{root}/data.tfrecords", *no_log]) == 0
     assert main(["train", f"{root}/data.tfrecords", "--model-dir", f"{root}/model", *TINY_SHAPE,
-                 "--batch-size", "8", "--max-steps", "2", *no_log]) == 0
+                 "--batch-size", "8", "--max-steps", "2", "--steps-per-checkpoint", "1", *no_log]) == 0
     assert tf.io.gfile.exists(f"{root}/model/params.json")
     assert tf.train.latest_checkpoint(f"{root}/model").endswith("-2")
     assert [n for n in tf.io.gfile.listdir(f"{root}/model") if n.startswith("events.out.tfevents")]
