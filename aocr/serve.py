@@ -236,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    log.info("serving model '%s' version %d from %s at http://%s:%d/v1/models/%s", args.model_name, model.version,
+    log.info("serving model '%s' version %d from %s at http://%s:%s/v1/models/%s", args.model_name, model.version,
              args.export_path, args.host, server.effective_port, args.model_name)
     try:
         server.run()
