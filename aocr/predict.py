@@ -7,7 +7,6 @@ stdin one per line, so `find ... | aocr predict` works as it did in the original
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
 import sys
 from collections.abc import Iterable, Iterator
@@ -18,7 +17,7 @@ from aocr.cli import explicit_shape
 from aocr.data.images import BadImage, image_size
 from aocr.errors import AocrError
 from aocr.fileio import join, read_bytes
-from aocr.recognizer import Recognizer
+from aocr.recognizer import Recognizer, chunks
 from aocr.visualize import AttentionWriter
 
 log = logging.getLogger("aocr")
@@ -64,8 +63,7 @@ def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk
     With a writer, each image's attention maps go into a folder named after the file.
     """
     recognized = failed = 0
-    path_iter = iter(paths)
-    while chunk := list(itertools.islice(path_iter, chunk_size)):
+    for chunk in chunks(paths, chunk_size):
         loaded = [(path, read_image(path)) for path in chunk]
         good = [(path, data) for path, data in loaded if isinstance(data, bytes)]
         results = iter(recognizer.recognize([data for _, data in good], batch_size))

@@ -7,9 +7,11 @@ exports contain, so all three answer alike.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +24,7 @@ from aocr.params import ModelParams
 from aocr.session import model_device, require_checkpoint, restore, session_config
 
 tf1 = tf.compat.v1
+T = TypeVar("T")
 log = logging.getLogger("aocr")
 
 
@@ -41,6 +44,13 @@ def scaled_width(image: bytes) -> float:
     except Exception:  # any unreadable header: the graph will say what is wrong
         return 0.0
     return width * defaults.IMAGE_HEIGHT / max(height, 1)
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of up to `size` items, read lazily (so stdin and large datasets stream)."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 def width_batches(images: Sequence[bytes], batch_size: int) -> list[list[int]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import re
@@ -239,9 +240,8 @@ def run(args: argparse.Namespace) -> int:
     log.info("serving model '%s' version %d from %s at http://%s:%s/v1/models/%s", args.model_name, model.version,
              args.export_path, args.host, server.effective_port, args.model_name)
     try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):  # SIGINT/SIGTERM: the normal way to stop serving
+            server.run()
     finally:
         server.close()
         model.session.close()

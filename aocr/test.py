@@ -4,27 +4,21 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from aocr.cli import explicit_shape
 from aocr.data.records import Record, expand_dataset_paths, iter_records
 from aocr.errors import AocrError
 from aocr.metrics import Accuracy
 from aocr.progress import Progress
-from aocr.recognizer import Recognizer, Result
+from aocr.recognizer import Recognizer, Result, chunks
 from aocr.visualize import AttentionWriter
 
 log = logging.getLogger("aocr")
 
 # Records recognized together: several batches, so images of similar width can share one.
 CHUNK_BATCHES = 4
-
-
-def chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
-    while chunk := list(itertools.islice(records, size)):
-        yield chunk
 
 
 def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_full_match: bool = False,
