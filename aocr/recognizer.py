@@ -10,6 +10,7 @@ import io
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,6 +26,7 @@ from aocr.session import model_device, require_checkpoint, restore, session_conf
 
 tf1 = tf.compat.v1
 T = TypeVar("T")
+BATCHES_IN_FLIGHT = 2
 log = logging.getLogger("aocr")
 
 
@@ -119,18 +121,28 @@ class Recognizer:
         An image the graph cannot decode gives a string saying why instead of a Result;
         the others in its batch are still recognized.
         """
+        batches = width_batches(images, batch_size)
         results: list[Result | str] = [""] * len(images)
-        for batch in width_batches(images, batch_size):
-            try:
-                for index, result in zip(batch, self.run_batch([images[i] for i in batch]), strict=True):
+        # Two batches in flight: one's decoding and its sequential decoder steps fill the gaps
+        # in the other's convolutions.
+        with ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT) as pool:
+            answers = pool.map(lambda batch: self._recognize_batch([images[i] for i in batch]), batches)
+            for batch, answer in zip(batches, answers, strict=True):
+                for index, result in zip(batch, answer, strict=True):
                     results[index] = result
-            except tf.errors.InvalidArgumentError:
-                for index in batch:  # find the bad one(s)
-                    try:
-                        results[index] = self.run_batch([images[index]])[0]
-                    except tf.errors.InvalidArgumentError as e:
-                        results[index] = f"cannot decode the image ({(e.message or '').splitlines()[0]})"
         return results
+
+    def _recognize_batch(self, images: list[bytes]) -> list[Result | str]:
+        try:
+            return self.run_batch(images)
+        except tf.errors.InvalidArgumentError:
+            return [self._recognize_alone(image) for image in images]  # find the bad one(s)
+
+    def _recognize_alone(self, image: bytes) -> Result | str:
+        try:
+            return self.run_batch([image])[0]
+        except tf.errors.InvalidArgumentError as e:
+            return f"cannot decode the image ({(e.message or '').splitlines()[0]})"
 
     def close(self) -> None:
         self.session.close()

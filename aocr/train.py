@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import logging
 import math
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,19 +15,27 @@ import tensorflow as tf
 from aocr import defaults, distributed
 from aocr import params as model_params
 from aocr.cli import explicit_shape
+from aocr.cluster import (
+    WorkerSessionCreator,
+    cluster_session_config,
+    parameter_server_done_ops,
+    serve_parameters,
+    start_barrier,
+    wait_for_trainers,
+)
 from aocr.data.pipeline import training_dataset
-from aocr.data.records import expand_dataset_paths, iter_records, report_scan, scan_labels
+from aocr.data.records import expand_dataset_paths, report_scan, scan_labels
 from aocr.distributed import ClusterTask
 from aocr.errors import AocrError
 from aocr.fileio import join
-from aocr.metrics import Accuracy
 from aocr.model.model import build_model
 from aocr.model.optimize import build_train_op, make_optimizer
 from aocr.params import ModelParams
 from aocr.progress import Progress
-from aocr.recognizer import Recognizer, Result
 from aocr.session import latest_checkpoint, model_device, restore, session_config
-from aocr.visualize import encode_png, stack_frames, step_frames
+from aocr.stop_request import StopRequest
+from aocr.summaries import write_scalars
+from aocr.validation import Validation
 
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
@@ -62,81 +68,6 @@ class TrainConfig:
         return self.learning_rate if self.learning_rate is not None else defaults.LEARNING_RATES[self.optimizer]
 
 
-VALIDATION_LIMIT = 2000
-ATTENTION_SAMPLES = 3
-
-
-class Validation:
-    """Scores fixed validation records at each checkpoint with the training session's own weights:
-    word and character accuracy as scalars, and attention images of a few samples."""
-
-    def __init__(self, dataset: str, params: ModelParams, batch_size: int) -> None:
-        records = itertools.islice(iter_records(expand_dataset_paths(dataset)), VALIDATION_LIMIT)
-        charset = params.char_table
-        self.samples = [(r.image, charset.normalize(r.label)) for r in records]
-        if not self.samples:
-            raise AocrError(f"--validation {dataset}: no readable record")
-        self.batch_size = batch_size
-        self.recognizer: Recognizer | None = None
-
-    def build(self, params: ModelParams, gpu_id: int | None) -> None:
-        """The inference graph, in the training graph, sharing the training variables."""
-        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
-            self._tensors = Recognizer.build(params, gpu_id)
-        self._params = params
-
-    def attach(self, session: tf1.Session) -> None:
-        self.recognizer = Recognizer(session, *self._tensors, self._params)
-
-    def run(self, writer: tf1.summary.FileWriter, step: int) -> Accuracy:
-        results = self.recognizer.recognize([image for image, _ in self.samples], self.batch_size)
-        accuracy = Accuracy()
-        for (_, label), result in zip(self.samples, results, strict=True):
-            accuracy.add(result.text if isinstance(result, Result) else "", label)
-        write_scalars(writer, step, {"validation/word_accuracy": accuracy.word_accuracy,
-                                     "validation/character_accuracy": accuracy.character_accuracy})
-        images = []
-        for number, ((image, _), result) in enumerate(zip(self.samples[:ATTENTION_SAMPLES], results, strict=False)):
-            if isinstance(result, Result):
-                png = encode_png(stack_frames(step_frames(image, result)))
-                images.append(tf1.Summary.Value(tag=f"attention/sample-{number + 1}", image=tf1.Summary.Image(
-                    encoded_image_string=png, colorspace=3)))
-        writer.add_summary(tf1.Summary(value=images), step)
-        writer.flush()
-        log.info("step %d: validation %s", step, accuracy.summary())
-        return accuracy
-
-
-class StopRequest:
-    """Turns the first SIGINT or SIGTERM into a request to save and stop; a second SIGINT interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = {}
-
-    def __enter__(self) -> StopRequest:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("%s received: saving a checkpoint and stopping (Ctrl-C again to stop at once)",
-                    signal.Signals(signum).name)
-
-
-def write_scalars(writer: tf1.summary.FileWriter, step: int, values: dict[str, float]) -> None:
-    summary = tf1.Summary(value=[tf1.Summary.Value(tag=tag, simple_value=value) for tag, value in values.items()])
-    writer.add_summary(summary, step)
-    writer.flush()
-
-
 class _RawSession(tf1.train.SessionRunHook):
     """Keeps the tf.Session inside a MonitoredSession, which Saver.save needs."""
 
@@ -144,30 +75,6 @@ class _RawSession(tf1.train.SessionRunHook):
 
     def after_create_session(self, session: tf1.Session, coord: object) -> None:
         self.session = session
-
-
-class _WorkerSessionCreator(tf1.train.SessionCreator):
-    """Waits for the chief to initialize the variables, checking every second (TF's own creator waits 30 s
-    between checks, long enough for a small job to be over)."""
-
-    def __init__(self, scaffold: tf1.train.Scaffold, master: str, config: tf1.ConfigProto) -> None:
-        self.scaffold, self.master, self.config = scaffold, master, config
-
-    def create_session(self) -> tf1.Session:
-        self.scaffold.finalize()
-        manager = tf1.train.SessionManager(
-            local_init_op=self.scaffold.local_init_op, ready_op=self.scaffold.ready_op,
-            ready_for_local_init_op=self.scaffold.ready_for_local_init_op, graph=tf1.get_default_graph(),
-            recovery_wait_secs=1)
-        return manager.wait_for_session(self.master, config=self.config, max_wait_secs=30 * 60)
-
-
-def cluster_session_config(cluster: ClusterTask) -> tf1.ConfigProto:
-    """Each task talks only to the parameter servers and itself, so a finished or failed peer
-    does not hold up the others."""
-    config = session_config()
-    config.device_filters.extend(["/job:ps", cluster.device])
-    return config
 
 
 def _open_session(graph: tf.Graph, config: TrainConfig, init: tf.Operation, saver: tf1.train.Saver,
@@ -190,7 +97,7 @@ def _open_session(graph: tf.Graph, config: TrainConfig, init: tf.Operation, save
                                                 config=cluster_session_config(cluster),
                                                 checkpoint_filename_with_path=checkpoint)
     else:
-        creator = _WorkerSessionCreator(scaffold, master, cluster_session_config(cluster))
+        creator = WorkerSessionCreator(scaffold, master, cluster_session_config(cluster))
     raw = _RawSession()
     with graph.as_default():
         # A short grace period: threads still waiting on a vanished peer are not worth two minutes.
@@ -296,8 +203,8 @@ def train(config: TrainConfig, params: ModelParams, cluster: ClusterTask | None 
         try:
             while not stop.requested and step < total and not out_of_time():
                 try:
-                    _, loss, sequence_loss, norm, images = session.run(
-                        [ops.train_op, model.loss, model.sequence_loss, ops.gradient_norm, images_in_batch],
+                    loss, sequence_loss, norm, images, step_after = session.run(
+                        [model.loss, model.sequence_loss, ops.gradient_norm, images_in_batch, ops.step_after],
                         options=step_options)
                 except tf.errors.OutOfRangeError:
                     break
@@ -305,7 +212,7 @@ def train(config: TrainConfig, params: ModelParams, cluster: ClusterTask | None 
                     failed = (f"a training step waited over {config.step_timeout:g} s: another task of the "
                               "cluster has stopped or is unreachable")
                     break
-                before, step = step, int(raw_session.run(global_step))
+                before, step = step, int(step_after)
                 own_steps += 1
                 interval_loss += loss
                 interval_sequence_loss += sequence_loss
@@ -348,56 +255,6 @@ def close_quietly(session: object) -> None:
     """Close a session; a MonitoredSession whose peers are gone may complain, which changes nothing."""
     with contextlib.suppress(tf.errors.OpError, RuntimeError):
         session.close()
-
-
-def _done_queue(cluster: ClusterTask, ps_index: int) -> tf1.FIFOQueue:
-    """A queue on parameter server `ps_index` in which each trainer leaves a token when it is done."""
-    with tf.device(f"/job:ps/task:{ps_index}"):
-        return tf1.FIFOQueue(len(cluster.trainers), tf.int32, shared_name=f"aocr_done_{ps_index}")
-
-
-def start_barrier(cluster: ClusterTask) -> tuple[tf.Operation, tf.Tensor]:
-    """(arrive, arrived): a trainer runs `arrive` once and waits until `arrived` counts every trainer,
-    so all start together and share the work from the first step."""
-    with tf.device("/job:ps/task:0"):
-        queue = tf1.FIFOQueue(len(cluster.trainers), tf.int32, shared_name="aocr_started")
-    return queue.enqueue(1), queue.size()
-
-
-def wait_for_trainers(session: tf1.Session, barrier: tuple[tf.Operation, tf.Tensor], count: int,
-                      timeout: float) -> None:
-    arrive, arrived = barrier
-    session.run(arrive)
-    deadline = time.monotonic() + timeout
-    while session.run(arrived) < count:
-        if time.monotonic() > deadline:
-            raise AocrError(f"not every trainer of the cluster started within {timeout:g} s (--step-timeout)")
-        time.sleep(0.2)
-
-
-def parameter_server_done_ops(cluster: ClusterTask) -> list[tf.Operation]:
-    return [_done_queue(cluster, i).enqueue(1) for i in range(len(cluster.cluster.get("ps", [])))]
-
-
-def serve_parameters(cluster: ClusterTask, master: str) -> int:
-    """A parameter server holds variables for the trainers, and leaves once each has said it is done
-    (or on SIGINT/SIGTERM)."""
-    graph = tf.Graph()
-    with graph.as_default():
-        take_one = _done_queue(cluster, cluster.task_index).dequeue()
-    remaining = len(cluster.trainers)
-    log.info("parameter server %d: serving until %d trainers are done", cluster.task_index, remaining)
-    wait = tf1.RunOptions(timeout_in_ms=1000)
-    with tf1.Session(master, graph=graph, config=cluster_session_config(cluster)) as session, \
-            StopRequest() as stop:
-        while remaining and not stop.requested:
-            try:
-                session.run(take_one, options=wait)
-                remaining -= 1
-            except tf.errors.DeadlineExceededError:
-                continue
-    log.info("parameter server %d: done", cluster.task_index)
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,14 +18,14 @@ tf1 = tf.compat.v1
 
 
 def images_per_second(batch_widths: list[int], batch_size: int, training: bool, channels: int = 1,
-                      repeats: int = 1) -> float:
+                      repeats: int = 1, compute_dtype: tf.DType = tf.float32) -> float:
     """Images/s of the bare CNN over batches of the given padded widths (warm-up excluded)."""
     graph = tf.Graph()
     with graph.as_default():
         width = tf1.placeholder(tf.int32, [])
         images = tf.random.uniform(tf.stack([batch_size, 32, width, channels]), 0, 255)
         widths = tf.fill([batch_size], width)
-        features, updates = cnn_features(images, widths, training=training)
+        features, updates = cnn_features(images, widths, training=training, compute_dtype=compute_dtype)
         if training:
             loss = tf.reduce_mean(tf.square(features))
             optimizer = tf1.train.GradientDescentOptimizer(1e-6)

@@ -47,7 +47,8 @@ def _mask_beyond(net: tf.Tensor, widths: tf.Tensor) -> tf.Tensor:
     return net * mask[:, None, :, None]
 
 
-def cnn_features(images: tf.Tensor, widths: tf.Tensor, training: bool) -> tuple[tf.Tensor, list[tf.Operation]]:
+def cnn_features(images: tf.Tensor, widths: tf.Tensor, training: bool,
+                 compute_dtype: tf.DType = tf.float32) -> tuple[tf.Tensor, list[tf.Operation]]:
     """images: float32 [B, 32, W, C], values 0-255, W a multiple of 4; widths: int32 [B], real widths.
 
     Returns (features float32 [B, W/4, 512], batch-norm update ops, empty unless training).
@@ -58,23 +59,27 @@ def cnn_features(images: tf.Tensor, widths: tf.Tensor, training: bool) -> tuple[
     exactly like the convolutions' own zero padding: an image gives the same features
     whatever the width of the batch it is padded into (alone, in a batch, or in a
     served request with other images).
+
+    compute_dtype: the convolutions' arithmetic (bfloat16 on CPUs with AMX or AVX-512 BF16 in
+    training); variables and the returned features stay float32.
     """
     updates: list[tf.Operation] = []
     scale = 1
-    net = _mask_beyond((images - 128.0) / 128.0, widths)
+    net = _mask_beyond(tf.cast((images - 128.0) / 128.0, compute_dtype), widths)
     with tf1.variable_scope("cnn"):
         for number, (channels, kernel, batch_norm, pool) in enumerate(LAYERS, start=1):
             with tf1.variable_scope(f"conv{number}"):
                 weights = tf1.get_variable(
                     "weights", [kernel, kernel, net.shape[-1], channels],
                     initializer=tf1.variance_scaling_initializer(scale=2.0))
-                net = tf.nn.conv2d(net, weights, strides=1, padding="SAME")
+                net = tf.nn.conv2d(net, tf.cast(weights, compute_dtype), strides=1, padding="SAME")
                 if batch_norm:
                     net = _batch_norm(net, training, updates)
                 else:
-                    net = net + tf1.get_variable("bias", [channels], initializer=tf1.zeros_initializer())
+                    bias = tf1.get_variable("bias", [channels], initializer=tf1.zeros_initializer())
+                    net = net + tf.cast(bias, compute_dtype)
                 net = _mask_beyond(tf.nn.relu(net), widths // scale)
             if pool is not None:
                 net = tf.nn.max_pool2d(net, ksize=(pool[0], pool[1]), strides=(pool[0], pool[1]), padding="VALID")
                 scale *= pool[1]
-    return tf.squeeze(net, axis=1), updates
+    return tf.cast(tf.squeeze(net, axis=1), tf.float32), updates

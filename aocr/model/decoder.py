@@ -1,5 +1,10 @@
 """The attention decoder: stacked LSTM (or GRU) layers, each with its own weights, reading the
-encoder's columns through additive (Bahdanau) attention masked beyond each image's real width."""
+encoder's columns through additive (Bahdanau) attention masked beyond each image's real width.
+
+The attention is location-aware: each step's scores also see where the previous step looked
+(a 1-D convolution of its weights), so stepping along the text from one character to the
+next is easy to learn. Without it, the decoder spent hundreds of steps predicting label
+statistics with attention spread over the whole image before it found the characters."""
 
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ import tensorflow as tf
 from aocr.charset import GO_ID
 
 tf1 = tf.compat.v1
+
+# Columns the location term sees around each column: a character is about 4 columns wide, so
+# this covers the previous step's focus and the character after it.
+LOCATION_WIDTH = 11
 
 
 class _LSTMLayer:
@@ -88,6 +97,8 @@ def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, step
             query_kernel = tf1.get_variable("query_kernel", [units, units],
                                             initializer=tf1.glorot_uniform_initializer())
             score_vector = tf1.get_variable("score_vector", [units], initializer=tf1.glorot_uniform_initializer())
+            location_kernel = tf1.get_variable("location_kernel", [LOCATION_WIDTH, 1, units],
+                                               initializer=tf1.glorot_uniform_initializer())
         with tf1.variable_scope("output"):
             output_kernel = tf1.get_variable("kernel", [units + depth, num_classes],
                                              initializer=tf1.glorot_uniform_initializer())
@@ -106,6 +117,8 @@ def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, step
                 init_bias = tf1.get_variable("init_bias", [units], initializer=tf1.zeros_initializer())
             states.append(cell.initial_state(tf.tanh(tf.matmul(summary, init_kernel) + init_bias)))
         context = tf.zeros(tf.stack([batch, depth]))
+        # Before the first step, "the previous step looked at the first column": where the text starts.
+        weights = tf.one_hot(tf.zeros(tf.expand_dims(batch, 0), tf.int32), tf.shape(keys)[1])  # [B, T]
         previous = tf.fill(tf.expand_dims(batch, 0), GO_ID)
         all_logits, all_ids, all_weights = [], [], []
         for step in range(steps):
@@ -115,7 +128,8 @@ def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, step
             for number, cell in enumerate(cells):
                 x, states[number] = cell(x, states[number])
             query = tf.matmul(x, query_kernel)  # [B, units]
-            scores = tf.reduce_sum(score_vector * tf.tanh(keys + query[:, None, :]), axis=2)  # [B, T]
+            location = tf.nn.conv1d(weights[:, :, None], location_kernel, stride=1, padding="SAME")  # [B, T, units]
+            scores = tf.reduce_sum(score_vector * tf.tanh(keys + query[:, None, :] + location), axis=2)  # [B, T]
             weights = tf.nn.softmax(tf.where(mask, scores, tf.fill(tf.shape(scores), -1e9)))
             context = tf.einsum("bt,btd->bd", weights, encoded)
             logits = tf.matmul(tf.concat([x, context], axis=1), output_kernel) + output_bias

@@ -11,10 +11,11 @@ def _block_lstm(inputs: tf.Tensor, units: int) -> tf.Tensor:
     """One LSTM direction over time-major inputs float32 [T, B, D]; returns hidden states [T, B, units]."""
     depth = inputs.shape[-1]
     weights = tf1.get_variable("kernel", [depth + units, 4 * units], initializer=tf1.glorot_uniform_initializer())
-    # BlockLSTM's gate order is input, cell, forget, output; the forget gate starts at +1.
+    # BlockLSTMV2's gate order is input, forget, cell, output (BlockLSTM's was input, cell,
+    # forget, output); the forget gate starts at +1.
     bias = tf1.get_variable(
         "bias", [4 * units],
-        initializer=tf1.constant_initializer([0.0] * (2 * units) + [1.0] * units + [0.0] * units))
+        initializer=tf1.constant_initializer([0.0] * units + [1.0] * units + [0.0] * (2 * units)))
     batch = tf.shape(inputs)[1]
     zeros = tf.zeros(tf.stack([batch, units]))
     no_peephole = tf.zeros([units])

@@ -21,8 +21,8 @@ def make_optimizer(name: str, learning_rate: float) -> tf1.train.Optimizer:
 
 @dataclass
 class TrainOps:
-    train_op: tf.Operation
     gradient_norm: tf.Tensor  # scalar, before clipping
+    step_after: tf.Tensor  # int64 scalar: the global step read after this step's update, so fetching it runs the step
 
 
 def build_train_op(loss: tf.Tensor, optimizer: tf1.train.Optimizer, global_step: tf.Variable,
@@ -36,4 +36,6 @@ def build_train_op(loss: tf.Tensor, optimizer: tf1.train.Optimizer, global_step:
         gradients, _ = tf.clip_by_global_norm(gradients, max_gradient_norm, use_norm=norm)
     with tf.control_dependencies(extra_updates):
         train_op = optimizer.apply_gradients(zip(gradients, variables, strict=True), global_step=global_step)
-    return TrainOps(train_op, norm)
+    with tf.control_dependencies([train_op]):
+        step_after = tf.identity(global_step.read_value())
+    return TrainOps(norm, step_after)
