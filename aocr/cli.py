@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TFRecords to score at every checkpoint (word and character accuracy and attention "
                         "images in TensorBoard; its first 2000 records)")
     p.add_argument("--seed", type=int, default=None, help="random seed for weights and shuffling")
+    p.add_argument("--precision", choices=defaults.PRECISIONS, default=defaults.PRECISION,
+                   help="arithmetic of the convolutions in training; 'auto' (the default) is bfloat16 on CPUs "
+                        "with AMX or AVX-512 BF16, where it is several times faster, and float32 elsewhere (GPUs, "
+                        "clusters). "
+                        "Testing, prediction and exports always compute in float32")
     p.add_argument("--async", dest="use_async", action="store_true",
                    help="in a cluster (TF_CONFIG), apply each worker's gradients as they come instead of "
                         "aggregating them synchronously")

@@ -25,6 +25,10 @@ LOG_STEP = 500
 OPTIMIZER = "adam"
 LEARNING_RATES = {"adam": 0.001, "adadelta": 1.0, "sgd": 0.1}
 
+# The CNN's arithmetic in training (aocr.precision).
+PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISION = "auto"
+
 # Images are resized to this height before the CNN; the pools bring it down to 1.
 IMAGE_HEIGHT = 32
 

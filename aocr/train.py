@@ -31,6 +31,7 @@ from aocr.fileio import join
 from aocr.model.model import build_model
 from aocr.model.optimize import build_train_op, make_optimizer
 from aocr.params import ModelParams
+from aocr.precision import training_compute_dtype
 from aocr.progress import Progress
 from aocr.session import latest_checkpoint, model_device, restore, session_config
 from aocr.stop_request import StopRequest
@@ -55,6 +56,7 @@ class TrainConfig:
     resume: bool = True
     seed: int | None = None
     gpu_id: int | None = None
+    precision: str = defaults.PRECISION  # the CNN's arithmetic in training: auto, float32 or bfloat16 (aocr.precision)
     keep_checkpoints: int = 5
     validation: str | None = None  # TFRecords scored at every checkpoint (first VALIDATION_LIMIT records)
     max_seconds: float | None = None  # stop (and save) after this much wall-clock training time
@@ -119,6 +121,7 @@ def train(config: TrainConfig, params: ModelParams, cluster: ClusterTask | None 
     report_scan(scan, params)
     steps_per_epoch = math.ceil(scan.usable / shards / config.batch_size)
     validation = Validation(config.validation, params, config.batch_size) if config.validation and chief else None
+    cnn_dtype = training_compute_dtype(config.precision, config.gpu_id, in_cluster=cluster is not None)
     graph = tf.Graph()
     hooks: list = []
     with graph.as_default():
@@ -133,7 +136,8 @@ def train(config: TrainConfig, params: ModelParams, cluster: ClusterTask | None 
             batch = tf1.data.make_one_shot_iterator(
                 training_dataset(scan, params, config.batch_size, epochs, config.seed, shards, shard)).get_next()
             with model_device(config.gpu_id):
-                model = build_model(batch["images"], batch["widths"], params, "train", batch["label_ids"])
+                model = build_model(batch["images"], batch["widths"], params, "train", batch["label_ids"],
+                                    cnn_dtype=cnn_dtype)
                 global_step = tf1.train.get_or_create_global_step()
                 optimizer = make_optimizer(config.optimizer, config.effective_learning_rate)
                 if cluster and config.synchronous:
@@ -175,9 +179,9 @@ def train(config: TrainConfig, params: ModelParams, cluster: ClusterTask | None 
             session.close()
             return step
         role = f" as {cluster.task_type} {cluster.task_index} of {shards} trainers" if cluster else ""
-        log.info("training from step %d%s: %d images/epoch, about %d steps/epoch, batch %d, %s at %g",
-                 step, role, scan.usable, steps_per_epoch, config.batch_size, config.optimizer,
-                 config.effective_learning_rate)
+        log.info("training from step %d%s: %d images/epoch, about %d steps/epoch, batch %d, %s at %g, "
+                 "%s convolutions", step, role, scan.usable, steps_per_epoch, config.batch_size, config.optimizer,
+                 config.effective_learning_rate, cnn_dtype.name)
         writer = tf1.summary.FileWriter(config.model_dir, graph=None) if chief else None
         progress = Progress("train", total=total, log_every=0, initial=step)
 
@@ -265,7 +269,8 @@ def run(args: argparse.Namespace) -> int:
         num_epoch=args.num_epoch, max_steps=args.max_steps, steps_per_checkpoint=args.steps_per_checkpoint,
         optimizer=args.optimizer, learning_rate=args.initial_learning_rate,
         max_gradient_norm=None if args.no_gradient_clipping else args.max_gradient_norm,
-        resume=not args.no_resume, seed=args.seed, gpu_id=args.gpu_id, validation=args.validation,
+        resume=not args.no_resume, seed=args.seed, gpu_id=args.gpu_id, precision=args.precision,
+        validation=args.validation,
         synchronous=not args.use_async, step_timeout=args.step_timeout)
     cluster = distributed.from_environment()
     if cluster is None:

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,22 @@ def test_bad_tf_config_is_a_clear_error(digits_set, tmp_path, config, words):
                       env={"TF_CONFIG": config})
     assert result.returncode != 0
     assert "TF_CONFIG" in result.stderr and words in result.stderr and "Traceback" not in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_bfloat16_in_a_cluster_is_a_clear_error_before_training(digits_set, tmp_path):
+    config = {"cluster": {"worker": [f"127.0.0.1:{free_port()}"], "ps": [f"127.0.0.1:{free_port()}"]},
+              "task": {"type": "worker", "index": 0}}
+    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", *TINY_SHAPE, "--precision", "bfloat16",
+                      cwd=tmp_path, env={"TF_CONFIG": json.dumps(config)})
+    assert result.returncode == 1
+    assert "--precision bfloat16" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "m" / "checkpoint").exists()
 
 
 def own_steps(log: str) -> int:

@@ -93,7 +93,8 @@ def test_sigint_saves_a_loadable_checkpoint_and_exits_zero(digits_set, tmp_path)
 
 
 @pytest.mark.parametrize("variant", [["--use-gru"], ["--attn-num-layers", "3"], ["--full-ascii"], ["--color"],
-                                     ["--optimizer", "adadelta", "--initial-learning-rate", "1.0"]])
+                                     ["--optimizer", "adadelta", "--initial-learning-rate", "1.0"],
+                                     ["--precision", "float32"], ["--precision", "bfloat16"]])
 def test_variants_train_and_predict(digits_set, tmp_path, variant):
     model = tmp_path / "m"
     shape = [flag for flag in TINY_SHAPE]

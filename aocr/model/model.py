@@ -59,14 +59,14 @@ class ModelOutputs:
 
 
 def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode: Mode,
-                label_ids: tf.Tensor | None = None) -> ModelOutputs:
+                label_ids: tf.Tensor | None = None, cnn_dtype: tf.DType = tf.float32) -> ModelOutputs:
     """images: float32 [B, 32, W, C] (0-255, W a multiple of 4); widths: int32 [B] real widths.
 
     label_ids: int32 [B, max_prediction + 2] (GO, characters, EOS, PAD...), needed for
     "train" and "eval", which decode with teacher forcing and return the loss; "infer"
-    decodes greedily and needs none.
+    decodes greedily and needs none. cnn_dtype: the convolutions' arithmetic (see aocr.precision).
     """
-    features, bn_updates = cnn_features(images, widths, training=mode == "train")
+    features, bn_updates = cnn_features(images, widths, training=mode == "train", compute_dtype=cnn_dtype)
     columns = widths // WIDTH_STRIDE
     encoded = bidirectional_lstm(features, columns, params.attn_num_hidden * params.attn_num_layers)
     mask = tf.sequence_mask(columns, tf.shape(encoded)[1])

@@ -1,0 +1,51 @@
+"""The arithmetic precision of the CNN's convolutions in training.
+
+On CPUs with bfloat16 matrix units (Intel AMX or AVX-512 BF16), oneDNN runs bfloat16
+convolutions several times faster than float32; elsewhere bfloat16 is emulated and slower.
+Variables, the LSTMs, the attention and every inference graph (test, predict, exports) stay
+float32, so exported models answer exactly as `aocr test` does on any machine.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import tensorflow as tf
+
+from aocr.errors import AocrError
+
+log = logging.getLogger("aocr")
+
+BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}
+
+
+def cpu_has_bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool(BF16_CPU_FLAGS & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return False
+
+
+def training_compute_dtype(precision: str, gpu_id: int | None, in_cluster: bool = False) -> tf.DType:
+    """bfloat16 when asked for, or with "auto" when training alone on a CPU that has bfloat16 units.
+
+    In a cluster (TF_CONFIG) the workers' graphs miss oneDNN's rewrite to its own fused
+    convolution, and TensorFlow's generic fused convolution has no bfloat16 kernel.
+    """
+    if in_cluster:
+        if precision == "bfloat16":
+            raise AocrError("--precision bfloat16 does not work in a cluster (TF_CONFIG): TensorFlow's distributed "
+                            "runtime has no bfloat16 fused convolution; use --precision float32 or auto")
+        return tf.float32
+    if precision == "bfloat16":
+        if gpu_id is None and not cpu_has_bf16_units():
+            log.warning("--precision bfloat16: this CPU has no bfloat16 units (AMX or AVX-512 BF16), so the "
+                        "convolutions are emulated and slower than float32")
+        return tf.bfloat16
+    if precision == "auto" and gpu_id is None and cpu_has_bf16_units():
+        return tf.bfloat16
+    return tf.float32
