@@ -23,7 +23,7 @@ LOG_STEP = 500
 # Adam learns the rendered-text task in minutes where AdaDelta at 1.0 (the original's
 # choice) does not move in the same time; `--optimizer adadelta` restores the original.
 OPTIMIZER = "adam"
-LEARNING_RATES = {"adam": 0.001, "adadelta": 1.0, "sgd": 0.1}
+LEARNING_RATES = {"adam": 0.002, "adadelta": 1.0, "sgd": 0.1}
 
 # The CNN's arithmetic in training (aocr.precision).
 PRECISIONS = ("auto", "float32", "bfloat16")
