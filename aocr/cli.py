@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="random seed for weights and shuffling")
     p.add_argument("--precision", choices=defaults.PRECISIONS, default=defaults.PRECISION,
                    help="arithmetic of the convolutions in training; 'auto' (the default) is bfloat16 on CPUs "
-                        "with AMX or AVX-512 BF16, where it is several times faster, and float32 elsewhere (GPUs, "
+                        "with AMX or AVX-512 BF16, where it is faster, and float32 elsewhere (GPUs, "
                         "clusters). "
                         "Testing, prediction and exports always compute in float32")
     p.add_argument("--async", dest="use_async", action="store_true",

@@ -1,7 +1,8 @@
 """The arithmetic precision of the CNN's convolutions in training.
 
 On CPUs with bfloat16 matrix units (Intel AMX or AVX-512 BF16), oneDNN runs bfloat16
-convolutions several times faster than float32; elsewhere bfloat16 is emulated and slower.
+convolutions faster than float32 (measured on 2 cores: 1.7x with AVX-512 BF16, 2.5x with
+AMX); elsewhere bfloat16 is emulated and slower.
 Variables, the LSTMs, the attention and every inference graph (test, predict, exports) stay
 float32, so exported models answer exactly as `aocr test` does on any machine.
 """
@@ -20,14 +21,13 @@ BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}
 
 
 def cpu_has_bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU's flags list AMX or AVX-512 BF16; False where there is no /proc/cpuinfo."""
     try:
         with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return bool(BF16_CPU_FLAGS & set(line.split(":", 1)[1].split()))
+            flags = next((line for line in f if line.startswith("flags")), "flags:")
     except OSError:
-        pass
-    return False
+        return False
+    return bool(BF16_CPU_FLAGS & set(flags.split(":", 1)[1].split()))
 
 
 def training_compute_dtype(precision: str, gpu_id: int | None, in_cluster: bool = False) -> tf.DType:

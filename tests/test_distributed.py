@@ -4,7 +4,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import TINY_SHAPE, run_aocr
+from tools.local_cluster import free_ports
 
 LAUNCHER = Path(__file__).resolve().parent.parent / "tools" / "local_cluster.py"
 
@@ -33,14 +33,9 @@ def test_bad_tf_config_is_a_clear_error(digits_set, tmp_path, config, words):
     assert "TF_CONFIG" in result.stderr and words in result.stderr and "Traceback" not in result.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_bfloat16_in_a_cluster_is_a_clear_error_before_training(digits_set, tmp_path):
-    config = {"cluster": {"worker": [f"127.0.0.1:{free_port()}"], "ps": [f"127.0.0.1:{free_port()}"]},
+    worker, ps = free_ports(2)
+    config = {"cluster": {"worker": [f"127.0.0.1:{worker}"], "ps": [f"127.0.0.1:{ps}"]},
               "task": {"type": "worker", "index": 0}}
     result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", *TINY_SHAPE, "--precision", "bfloat16",
                       cwd=tmp_path, env={"TF_CONFIG": json.dumps(config)})
