@@ -26,7 +26,7 @@ from aocr.session import model_device, require_checkpoint, restore, session_conf
 
 tf1 = tf.compat.v1
 T = TypeVar("T")
-BATCHES_IN_FLIGHT = 2
+BATCHES_IN_FLIGHT = 3
 log = logging.getLogger("aocr")
 
 
@@ -123,8 +123,8 @@ class Recognizer:
         """
         batches = width_batches(images, batch_size)
         results: list[Result | str] = [""] * len(images)
-        # Two batches in flight: one's decoding and its sequential decoder steps fill the gaps
-        # in the other's convolutions.
+        # Several batches in flight: one's image decoding and sequential LSTM steps fill the gaps
+        # in another's convolutions (300 images: 2 in flight 6.61 ms/image, 3 in flight 6.48, 4 6.43).
         with ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT) as pool:
             answers = pool.map(lambda batch: self._recognize_batch([images[i] for i in batch]), batches)
             for batch, answer in zip(batches, answers, strict=True):
