@@ -38,6 +38,8 @@ from aocr.train import TrainConfig, train  # noqa: E402
 # its prediction at 1/2.4 of the inference limit.
 ORIGINAL_TRAIN_SHARE_OF_LIMIT = 1 / 1.7
 ORIGINAL_PREDICT_SHARE_OF_LIMIT = 1 / 2.4
+# Where the learning curve trains its model, which the prediction figures then load.
+LEARNING_MODEL_DIR = OUT / "learning"
 
 
 def training_speed(tfrecords: Path, params: ModelParams, batch_size: int, steps: int = 100) -> float:
@@ -55,7 +57,7 @@ def training_speed(tfrecords: Path, params: ModelParams, batch_size: int, steps:
 def learning_curve(train_records: Path, test_records: Path, params: ModelParams, batch_size: int,
                    minutes: list[float]) -> tuple[list[dict], Path]:
     """Train for max(minutes) with default flags, then score the checkpoints nearest each budget."""
-    model_dir = OUT / "learning"
+    model_dir = LEARNING_MODEL_DIR
     marks: list[tuple[int, float, str]] = []
     config = TrainConfig(dataset=str(train_records), model_dir=str(model_dir), batch_size=batch_size,
                          steps_per_checkpoint=100, resume=False, seed=0, keep_checkpoints=1000,
@@ -133,7 +135,7 @@ def main() -> None:
     test_annotations, test_records = rendered_set(f"rendered-test-{args.test_count}", args.test_count, seed=12)
     test_images = [Path(line.split(" ", 1)[0]) for line in test_annotations.read_text().splitlines()]
     if args.predict_only:
-        results["predict"] = prediction_speed(OUT / "learning", params, test_images[:300])
+        results["predict"] = prediction_speed(LEARNING_MODEL_DIR, params, test_images[:300])
         print(json.dumps(results["predict"], indent=2))
         return
     if args.learning_only:
