@@ -46,11 +46,67 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _positive_int_or_auto(text: str) -> int | str:
+    """A size flag: a whole number, or 'auto' (kept as the string) to take it from the training data."""
+    return text if text == "auto" else _positive_int(text)  # aocr.params.AUTO; importing params would load TF
+
+
+def _validation_split(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction, got {text!r}") from None
+    if value != 0 and not 0 < value <= 0.5:
+        raise argparse.ArgumentTypeError(f"must be 0 (none) or more than 0 and at most 0.5, got {value}")
+    return value
+
+
+class _Ignored(argparse.Action):
+    """A flag of the original aocr that means nothing to this subcommand: accepted, and named in
+    args.ignored_flags so that main() can say it was ignored."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        ignored = list(getattr(namespace, self.dest, None) or [])
+        setattr(namespace, self.dest, [*ignored, self.option_strings[0]])
+
+
+# The original aocr's flags that some subcommands accept only so that its scripts run unchanged:
+# flag -> takes a value.
+ORIGINAL_ONLY = {
+    "--no-distance": False,
+    "--output-dir": True,
+    "--gpu-id": True,
+    "--initial-learning-rate": True,
+    "--max-gradient-norm": True,
+    "--no-gradient-clipping": False,
+}
+
+
+def _ignored_flags(command: str, *flags: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group(f"accepted for scripts written for the original aocr; no effect on {command}")
+    for flag in flags:
+        takes_value = ORIGINAL_ONLY[flag]
+        g.add_argument(flag, action=_Ignored, dest="ignored_flags", nargs=None if takes_value else 0,
+                       metavar="VALUE" if takes_value else None, default=None, help="ignored")
+    return p
+
+
+def note_ignored_flags(args: argparse.Namespace) -> list[str]:
+    """Log one line per flag that was accepted but has no effect on this subcommand; returns the flags."""
+    flags = list(dict.fromkeys(getattr(args, "ignored_flags", None) or []))
+    for flag in flags:
+        log.info("%s has no effect on %s; ignored", flag, args.command)
+    return flags
+
+
 def _common_flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--log-path", default=defaults.LOG_PATH,
                    help="also write the log to this file ('' for none; default: %(default)s)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug lines (per image in test)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log debug lines (per image in test) and TensorFlow's own start-up and device lines")
     return p
 
 
@@ -59,34 +115,66 @@ def _model_dir_flags() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", "--job-dir", dest="model_dir", default=defaults.MODEL_DIR,
                    help="checkpoints and params.json (default: %(default)s); --job-dir is the "
                         "name cloud training jobs pass")
+    return p
+
+
+def _gpu_flags() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--gpu-id", type=int, default=None,
                    help="run the model on this GPU (soft placement: CPU when it is absent)")
     return p
 
 
+def _batch_flags() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--batch-size", type=_positive_int, default=defaults.BATCH_SIZE,
+                   help="images per step (default: %(default)s)")
+    return p
+
+
+def _checkpoint_flags() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--checkpoint", default=defaults.CHECKPOINT, metavar="best|latest|PATH",
+                   help="which checkpoint to load: 'best' (the best validated one when training kept one, else "
+                        "the latest), 'latest', or a checkpoint path (default: %(default)s)")
+    return p
+
+
+def _visualize_flags(what: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--visualize", action="store_true", help=f"write {what} under --output-dir")
+    p.add_argument("--output-dir", default=defaults.OUTPUT_DIR, help="for --visualize (default: %(default)s)")
+    return p
+
+
 def _charset_flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--full-ascii", action="store_true", default=None,
-                   help="read printable ASCII (32-126) with case kept, instead of digits and A-Z")
-    p.add_argument("--charset", default=None,
-                   help="read exactly these characters (e.g. '0123456789-'), instead of digits and A-Z")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--full-ascii", action="store_true", default=None,
+                       help="read printable ASCII (32-126) with case kept, instead of digits and A-Z")
+    which.add_argument("--charset", default=None,
+                       help="'auto' (default for a new model: the characters of the training labels), a file (one "
+                            "character per line, or any UTF-8 text whose distinct characters are taken), or the "
+                            "characters themselves")
     p.add_argument("--no-force-uppercase", action="store_true", default=None,
                    help="keep the labels' case instead of upper-casing them")
     return p
 
 
 def _shape_flags() -> argparse.ArgumentParser:
-    """Flags that fix the model; after training they come from params.json and need not be repeated."""
+    """Flags that fix the model; after training they come from params.json and need not be repeated.
+    aocr.params.SHAPE_FLAGS maps them to the model's params."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group(
         "model shape (stored in the model dir's params.json by train; test, predict and export read it)")
-    g.add_argument("--max-width", type=_positive_int, default=None,
-                   help=f"widest original image, in pixels (default: {defaults.MAX_WIDTH}); "
+    g.add_argument("--max-width", type=_positive_int_or_auto, default=None, metavar="N|auto",
+                   help="widest image in pixels, or 'auto' (default for a new model: from the training images); "
                         "wider ones are shrunk to fit, never dropped")
-    g.add_argument("--max-height", type=_positive_int, default=None,
-                   help=f"tallest original image, in pixels (default: {defaults.MAX_HEIGHT})")
-    g.add_argument("--max-prediction", type=_positive_int, default=None,
-                   help=f"longest label, in characters (default: {defaults.MAX_PREDICTION})")
+    g.add_argument("--max-height", type=_positive_int_or_auto, default=None, metavar="N|auto",
+                   help="tallest image in pixels, or 'auto' (default for a new model: from the training images)")
+    g.add_argument("--max-prediction", type=_positive_int_or_auto, default=None, metavar="N|auto",
+                   help="longest label in characters, or 'auto' (default for a new model: the longest training "
+                        "label)")
     g.add_argument("--color", action="store_true", default=None, help="read RGB instead of grayscale")
     g.add_argument("--attn-num-hidden", type=_positive_int, default=None,
                    help=f"units per decoder layer (default: {defaults.ATTN_NUM_HIDDEN})")
@@ -98,36 +186,7 @@ def _shape_flags() -> argparse.ArgumentParser:
     return p
 
 
-def explicit_shape(args: argparse.Namespace) -> dict[str, Any]:
-    """The ModelParams fields the user set on the command line (unset flags are absent)."""
-    given: dict[str, Any] = {}
-    for name in ("max_width", "max_height", "max_prediction", "attn_num_hidden",
-                 "attn_num_layers", "target_embedding_size"):
-        if getattr(args, name, None) is not None:
-            given[name] = getattr(args, name)
-    if getattr(args, "use_gru", None):
-        given["use_gru"] = True
-    if getattr(args, "color", None):
-        given["channels"] = 3
-    if getattr(args, "charset", None) is not None and getattr(args, "full_ascii", None):
-        raise AocrError("--charset and --full-ascii exclude each other; pass one")
-    if getattr(args, "charset", None) is not None:
-        given["charset"] = args.charset
-    elif getattr(args, "full_ascii", None):
-        given["charset"] = defaults.FULL_ASCII_CHARSET
-        given["force_uppercase"] = False
-    if getattr(args, "no_force_uppercase", None):
-        given["force_uppercase"] = False
-    return given
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aocr", description="Attention OCR: make datasets, train, test, predict, export and serve.")
-    parser.add_argument("--version", action="version", version=f"aocr {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    common, model_dir, charset, shape = _common_flags(), _model_dir_flags(), _charset_flags(), _shape_flags()
-
+def _add_dataset(sub: Any, common: argparse.ArgumentParser, charset: argparse.ArgumentParser) -> None:
     p = sub.add_parser("dataset", parents=[common, charset], help="annotation file -> TFRecords",
                        description="Write TFRecords from an annotation file of 'path label' lines.")
     p.add_argument("annotations_path", metavar="ANNOTATIONS", help="file of 'path label' lines")
@@ -138,16 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-filename", action="store_true",
                    help="store each image's path in the record's 'comment' field")
 
-    p = sub.add_parser("train", parents=[common, model_dir, charset, shape], help="TFRecords -> checkpoints",
+
+def _add_train(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("train", parents=[*parents, _ignored_flags("train", "--no-distance", "--output-dir")],
+                       help="TFRecords -> checkpoints",
                        description="Train a model, resuming from the model dir's latest checkpoint.")
     p.add_argument("dataset_path", metavar="DATASET",
                    help="TFRecords: a path, a glob or a comma-separated list")
-    p.add_argument("--batch-size", type=_positive_int, default=defaults.BATCH_SIZE,
-                   help="images per step (default: %(default)s)")
     p.add_argument("--num-epoch", type=_positive_int, default=defaults.NUM_EPOCH,
                    help="passes over the dataset (default: %(default)s)")
     p.add_argument("--max-steps", type=_positive_int, default=None,
                    help="stop when the global step reaches N, even before --num-epoch passes")
+    p.add_argument("--max-minutes", type=_positive_float, default=None, metavar="M",
+                   help="stop and save after M minutes of training")
     p.add_argument("--steps-per-checkpoint", type=_positive_int, default=defaults.STEPS_PER_CHECKPOINT,
                    help="log and save every N steps (default: %(default)s)")
     p.add_argument("--optimizer", choices=sorted(defaults.LEARNING_RATES), default=defaults.OPTIMIZER,
@@ -161,14 +223,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-gradient-clipping", action="store_true", help="do not clip gradients")
     p.add_argument("--no-resume", action="store_true",
                    help="start from scratch instead of the latest checkpoint in --model-dir")
+    p.add_argument("--init-from", default=None, metavar="DIR",
+                   help="start from another model's weights (same shapes; characters the two charsets share keep "
+                        "their rows), with a fresh step count")
+    p.add_argument("--augment", choices=defaults.AUGMENT_LEVELS, default=defaults.AUGMENT,
+                   help="random distortions of the training images (rotation, shear, scale, blur, noise, "
+                        "contrast); test, predict and export never augment (default: %(default)s)")
     p.add_argument("--validation", default=None, metavar="DATASET",
                    help="TFRecords to score at every checkpoint (word and character accuracy and attention "
                         "images in TensorBoard; its first 2000 records)")
+    p.add_argument("--validation-split", type=_validation_split, default=defaults.VALIDATION_SPLIT,
+                   metavar="FRACTION",
+                   help="hold out this share of the training records, chosen by a hash of each record so a resumed "
+                        "run holds out the same ones, to score at every checkpoint and keep the best checkpoint; "
+                        "ignored with --validation (default: %(default)s)")
+    p.add_argument("--patience", type=_positive_int, default=defaults.PATIENCE, metavar="N",
+                   help="stop after N checkpoints without a better validation score (default: never)")
     p.add_argument("--seed", type=int, default=None, help="random seed for weights and shuffling")
     p.add_argument("--precision", choices=defaults.PRECISIONS, default=defaults.PRECISION,
-                   help="arithmetic of the convolutions in training; 'auto' (the default) is bfloat16 on CPUs "
-                        "with AMX or AVX-512 BF16, where it is faster, and float32 elsewhere (GPUs, "
-                        "clusters). "
+                   help="arithmetic of the convolutions in training; 'auto' (the default) is bfloat16 on a CPU "
+                        "with AMX or AVX-512 BF16 units unless --gpu-id is given or TF_CONFIG makes a cluster, "
+                        "and float32 otherwise: on a GPU, pass --gpu-id or --precision float32. "
                         "Testing, prediction and exports always compute in float32")
     p.add_argument("--async", dest="use_async", action="store_true",
                    help="in a cluster (TF_CONFIG), apply each worker's gradients as they come instead of "
@@ -177,30 +252,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="in a cluster, give up (after saving on the chief) when a step waits longer than this "
                         "many seconds for the other tasks (default: %(default)s)")
 
-    p = sub.add_parser("test", parents=[common, model_dir, charset, shape], help="TFRecords -> accuracy",
+
+def _add_test(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    ignored = _ignored_flags("test", "--initial-learning-rate", "--max-gradient-norm", "--no-gradient-clipping")
+    p = sub.add_parser("test", parents=[*parents, _visualize_flags("attention maps and an HTML report"), ignored],
+                       help="TFRecords -> accuracy",
                        description="Measure a trained model on TFRecords. Shapes come from params.json.")
     p.add_argument("dataset_path", metavar="DATASET",
                    help="TFRecords: a path, a glob or a comma-separated list")
-    p.add_argument("--batch-size", type=_positive_int, default=defaults.BATCH_SIZE,
-                   help="images per step (default: %(default)s)")
     p.add_argument("--no-distance", action="store_true",
-                   help="make the headline accuracy full-word matches, not 1 - normalized edit distance")
-    p.add_argument("--visualize", action="store_true",
-                   help="write attention maps and an HTML report under --output-dir")
-    p.add_argument("--output-dir", default=defaults.OUTPUT_DIR, help="for --visualize (default: %(default)s)")
+                   help="show word accuracy (full matches) instead of character accuracy (1 - normalized edit "
+                        "distance) in the progress line; the last line always gives both")
 
-    p = sub.add_parser("predict", parents=[common, model_dir, charset, shape], help="images -> text",
+
+def _add_predict(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    ignored = _ignored_flags("predict", "--no-distance", "--initial-learning-rate", "--max-gradient-norm",
+                             "--no-gradient-clipping")
+    p = sub.add_parser("predict", parents=[*parents, _visualize_flags("attention maps"), ignored],
+                       help="images -> text",
                        description="Read text from image files. With no PATH, read paths from stdin, one a line. "
                                    "Prints 'path<TAB>text<TAB>probability' per image.")
     p.add_argument("paths", metavar="PATH", nargs="*", help="image files or directories of images")
-    p.add_argument("--batch-size", type=_positive_int, default=defaults.BATCH_SIZE,
-                   help="images per step (default: %(default)s)")
-    p.add_argument("--visualize", action="store_true", help="write attention maps under --output-dir")
-    p.add_argument("--output-dir", default=defaults.OUTPUT_DIR, help="for --visualize (default: %(default)s)")
 
-    p = sub.add_parser("export", parents=[common, model_dir, charset, shape],
-                       help="checkpoints -> SavedModel or frozen graph",
-                       description="Export the latest checkpoint for TensorFlow Serving (DIR/VERSION/) "
+
+def _add_export(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    ignored = _ignored_flags("export", "--gpu-id", "--no-distance", "--output-dir", "--initial-learning-rate",
+                             "--max-gradient-norm", "--no-gradient-clipping")
+    p = sub.add_parser("export", parents=[*parents, ignored], help="checkpoints -> SavedModel or frozen graph",
+                       description="Export a checkpoint for TensorFlow Serving (DIR/VERSION/) "
                                    "or as a frozen graph (DIR/frozen_graph.pb). Shapes come from params.json.")
     p.add_argument("export_path", metavar="DIR", nargs="?", default=defaults.EXPORT_DIR,
                    help="(default: %(default)s)")
@@ -210,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SavedModel version directory (default: the next free integer)")
     p.add_argument("--force", action="store_true", help="replace an existing version or frozen graph")
 
+
+def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("serve", parents=[common], help="SavedModel -> TF Serving REST API",
                        description="Serve an exported model over HTTP with TensorFlow Serving's REST API.")
     p.add_argument("export_path", metavar="DIR", help="directory written by `aocr export`")
@@ -220,6 +301,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve this version (default: the newest)")
     p.add_argument("--max-request-bytes", type=_positive_int, default=defaults.MAX_REQUEST_BYTES,
                    help="largest request body accepted (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aocr", description="Attention OCR: make datasets, train, test, predict, export and serve.")
+    parser.add_argument("--version", action="version", version=f"aocr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common, charset = _common_flags(), _charset_flags()
+    model = [common, _model_dir_flags(), charset, _shape_flags()]
+    _add_dataset(sub, common, charset)
+    _add_train(sub, [*model, _gpu_flags(), _batch_flags()])
+    _add_test(sub, [*model, _gpu_flags(), _batch_flags(), _checkpoint_flags()])
+    _add_predict(sub, [*model, _gpu_flags(), _batch_flags(), _checkpoint_flags()])
+    _add_export(sub, [*model, _checkpoint_flags()])
+    _add_serve(sub, common)
     return parser
 
 
@@ -244,9 +340,16 @@ def setup_logging(verbose: bool, log_path: str) -> None:
 
 
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with native stderr muted: its start-up lines (oneDNN, CUDA probing) are
-    printed before any log level applies and would bury aocr's own messages."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Keep TensorFlow's native log off the terminal: a CPU-only run would otherwise print
+    `failed call to cuInit` and oneDNN lines that users read as errors, burying aocr's own.
+
+    Two sources: lines printed while TensorFlow loads, before any log level applies (muted
+    by pointing stderr at /dev/null during the import), and ERROR lines printed later, such
+    as cuInit at the first session (silenced by TF_CPP_MIN_LOG_LEVEL=3, which TensorFlow
+    reads once, so it must be set before the import). A user's own TF_CPP_MIN_LOG_LEVEL wins.
+    Failures still reach the user: TensorFlow raises them as Python exceptions.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -264,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         import_tensorflow_quietly()
     logging.getLogger("tensorflow").setLevel(logging.INFO if args.verbose else logging.ERROR)
     setup_logging(args.verbose, args.log_path)
+    note_ignored_flags(args)
     try:
         module = importlib.import_module(COMMANDS[args.command])
         return module.run(args)

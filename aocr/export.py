@@ -11,11 +11,10 @@ import random
 import tensorflow as tf
 
 from aocr import params as model_params
-from aocr.cli import explicit_shape
 from aocr.data.synthetic import load_font, render
 from aocr.errors import AocrError
 from aocr.fileio import atomic_output, join, temp_path_beside
-from aocr.params import ModelParams
+from aocr.params import ModelParams, explicit_shape
 from aocr.serving_graph import INPUT_NAME, PROBABILITY_NAME, TEXT_NAME, build_serving_graph
 from aocr.session import require_checkpoint, restore, session_config
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,19 +19,60 @@ from aocr.fileio import join, read_bytes, write_bytes_atomic
 
 PARAMS_FILE = "params.json"
 
-# The command-line flag that sets each field, for messages.
-FLAG_OF = {
-    "max_width": "--max-width",
-    "max_height": "--max-height",
-    "max_prediction": "--max-prediction",
-    "charset": "--full-ascii/--charset",
-    "force_uppercase": "--no-force-uppercase",
-    "channels": "--color",
-    "attn_num_hidden": "--attn-num-hidden",
-    "attn_num_layers": "--attn-num-layers",
-    "use_gru": "--use-gru",
-    "target_embedding_size": "--target-embedding-size",
-}
+# The value a user can give for a size or the charset to have it taken from the training data.
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class ShapeFlag:
+    """One ModelParams field as the command line sets it."""
+
+    field: str  # the ModelParams field
+    flag: str  # the flag(s) that set it, as messages name them
+    read: Callable[[argparse.Namespace], Any]  # args -> the value the user gave, or None when not given
+
+
+def _value_of(dest: str) -> Callable[[argparse.Namespace], Any]:
+    return lambda args: getattr(args, dest, None)
+
+
+def _when_set(dest: str, value: Any) -> Callable[[argparse.Namespace], Any]:
+    return lambda args: value if getattr(args, dest, None) else None
+
+
+def _charset_given(args: argparse.Namespace) -> str | None:
+    if getattr(args, "charset", None) is not None:
+        return args.charset  # "auto", a file or the characters: passed through as given
+    return defaults.FULL_ASCII_CHARSET if getattr(args, "full_ascii", None) else None
+
+
+def _force_uppercase_given(args: argparse.Namespace) -> bool | None:
+    return False if getattr(args, "no_force_uppercase", None) or getattr(args, "full_ascii", None) else None
+
+
+# The one table of flag <-> ModelParams field; cli.py defines the flags themselves.
+SHAPE_FLAGS = (
+    ShapeFlag("max_width", "--max-width", _value_of("max_width")),
+    ShapeFlag("max_height", "--max-height", _value_of("max_height")),
+    ShapeFlag("max_prediction", "--max-prediction", _value_of("max_prediction")),
+    ShapeFlag("charset", "--charset/--full-ascii", _charset_given),
+    ShapeFlag("force_uppercase", "--no-force-uppercase/--full-ascii", _force_uppercase_given),
+    ShapeFlag("channels", "--color", _when_set("color", 3)),
+    ShapeFlag("attn_num_hidden", "--attn-num-hidden", _value_of("attn_num_hidden")),
+    ShapeFlag("attn_num_layers", "--attn-num-layers", _value_of("attn_num_layers")),
+    ShapeFlag("use_gru", "--use-gru", _when_set("use_gru", True)),
+    ShapeFlag("target_embedding_size", "--target-embedding-size", _value_of("target_embedding_size")),
+)
+FLAG_OF = {row.field: row.flag for row in SHAPE_FLAGS}
+
+
+def explicit_shape(args: argparse.Namespace) -> dict[str, Any]:
+    """The ModelParams fields the user set on the command line (unset flags are absent).
+
+    Values pass through as given: "auto" stays "auto", and --charset stays the raw string.
+    """
+    given = {row.field: row.read(args) for row in SHAPE_FLAGS}
+    return {field: value for field, value in given.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -108,14 +151,19 @@ def resolve(explicit: dict[str, Any], stored: ModelParams | None, model_dir: str
 
     `explicit` holds only the fields the user set on the command line. With a stored
     params.json they must agree with it (a contradiction is an error naming both
-    values); without one, unset fields take their defaults.
+    values; "auto" defers to it); without one, unset fields take their defaults and
+    no field may still be "auto" (the caller settles those from the training data).
     """
     if stored is None:
+        unsettled = [FLAG_OF[name].split("/")[0] for name, value in explicit.items() if value == AUTO]
+        if unsettled:
+            raise AocrError(f"{' '.join(flag + ' auto' for flag in unsettled)}: a new model takes these from its "
+                            "training data, which was not read here; pass values")
         return ModelParams(**explicit)
     conflicts = [
         f"{FLAG_OF[name]} gives {name}={value!r} but {params_path(model_dir)} has {getattr(stored, name)!r}"
         for name, value in explicit.items()
-        if getattr(stored, name) != value
+        if value != AUTO and getattr(stored, name) != value
     ]
     if conflicts:
         raise AocrError(

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator
 
 import tensorflow as tf
 
-from aocr.cli import explicit_shape
 from aocr.data.images import BadImage, image_size
 from aocr.errors import AocrError
 from aocr.fileio import join, read_bytes
+from aocr.params import explicit_shape
 from aocr.recognizer import Recognizer, chunks
 from aocr.visualize import AttentionWriter
 

@@ -20,6 +20,7 @@ from PIL import Image
 
 from aocr import defaults
 from aocr import params as model_params
+from aocr.errors import first_line_of
 from aocr.model.model import Recognition, recognize_bytes
 from aocr.params import ModelParams
 from aocr.session import model_device, require_checkpoint, restore, session_config
@@ -142,7 +143,7 @@ class Recognizer:
         try:
             return self.run_batch([image])[0]
         except tf.errors.InvalidArgumentError as e:
-            return f"cannot decode the image ({(e.message or '').splitlines()[0]})"
+            return f"cannot decode the image ({first_line_of(e.message)})"
 
     def close(self) -> None:
         self.session.close()

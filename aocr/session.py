@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import tensorflow as tf
 
-from aocr.errors import AocrError
+from aocr.errors import AocrError, first_line_of
 
 tf1 = tf.compat.v1
 
@@ -46,6 +46,6 @@ def restore(session: tf1.Session, saver: tf1.train.Saver, checkpoint: str) -> No
         with session.graph.as_default():
             saver.restore(session, checkpoint)
     except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-        first_line = (e.message or str(e)).strip().splitlines()[0]
+        first_line = first_line_of(e.message or str(e))
         raise AocrError(f"{checkpoint} does not match this model ({first_line}); "
                         "was it trained with other shape flags?") from None

@@ -7,10 +7,10 @@ import argparse
 import logging
 from collections.abc import Callable
 
-from aocr.cli import explicit_shape
 from aocr.data.records import Record, expand_dataset_paths, iter_records
 from aocr.errors import AocrError
 from aocr.metrics import Accuracy
+from aocr.params import explicit_shape
 from aocr.progress import Progress
 from aocr.recognizer import Recognizer, Result, chunks
 from aocr.visualize import AttentionWriter

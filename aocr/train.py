@@ -14,7 +14,6 @@ import tensorflow as tf
 
 from aocr import defaults, distributed
 from aocr import params as model_params
-from aocr.cli import explicit_shape
 from aocr.cluster import (
     WorkerSessionCreator,
     cluster_session_config,
@@ -30,7 +29,7 @@ from aocr.errors import AocrError
 from aocr.fileio import join
 from aocr.model.model import build_model
 from aocr.model.optimize import build_train_op, make_optimizer
-from aocr.params import ModelParams
+from aocr.params import ModelParams, explicit_shape
 from aocr.precision import training_compute_dtype
 from aocr.progress import Progress
 from aocr.session import latest_checkpoint, model_device, restore, session_config

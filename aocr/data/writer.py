@@ -15,11 +15,11 @@ import tensorflow as tf
 
 from aocr import defaults
 from aocr.charset import Charset
-from aocr.cli import explicit_shape
 from aocr.data.annotations import parse_annotations
 from aocr.data.images import BadImage, image_size
 from aocr.errors import AocrError
 from aocr.fileio import atomic_output, read_bytes
+from aocr.params import explicit_shape
 from aocr.progress import Progress
 
 log = logging.getLogger("aocr")

@@ -1,0 +1,60 @@
+"""The one table between the shape flags and ModelParams (aocr.params.SHAPE_FLAGS), in-process."""
+
+import dataclasses
+
+import pytest
+
+from aocr import defaults, params
+from aocr.cli import build_parser
+from aocr.errors import AocrError
+from aocr.params import SHAPE_FLAGS, ModelParams, explicit_shape
+
+
+def shape_of(*flags: str) -> dict:
+    return explicit_shape(build_parser().parse_args(["train", "d.tfrecords", *flags]))
+
+
+def test_the_table_covers_every_model_param_and_the_parser_has_every_flag():
+    given = shape_of("--max-width", "200", "--max-height", "40", "--max-prediction", "5", "--charset", "0123",
+                     "--no-force-uppercase", "--color", "--attn-num-hidden", "64", "--attn-num-layers", "1",
+                     "--use-gru", "--target-embedding-size", "8")
+    assert given == {"max_width": 200, "max_height": 40, "max_prediction": 5, "charset": "0123",
+                     "force_uppercase": False, "channels": 3, "attn_num_hidden": 64, "attn_num_layers": 1,
+                     "use_gru": True, "target_embedding_size": 8}
+    assert [row.field for row in SHAPE_FLAGS] == [field.name for field in dataclasses.fields(ModelParams)]
+
+
+def test_flags_not_given_are_absent():
+    assert shape_of() == {}
+    assert explicit_shape(build_parser().parse_args(["dataset", "a.txt"])) == {}
+
+
+def test_full_ascii_sets_the_charset_and_keeps_case():
+    assert shape_of("--full-ascii") == {"charset": defaults.FULL_ASCII_CHARSET, "force_uppercase": False}
+
+
+def test_auto_and_raw_charsets_pass_through():
+    assert shape_of("--max-width", "auto", "--max-prediction", "auto", "--charset", "auto") == {
+        "max_width": "auto", "max_prediction": "auto", "charset": "auto"}
+    assert shape_of("--charset", "labels/chars.txt") == {"charset": "labels/chars.txt"}
+
+
+def test_auto_defers_to_a_stored_model(tmp_path):
+    stored = ModelParams(max_width=200, charset="0123")
+    explicit = shape_of("--max-width", "auto", "--max-height", "auto", "--charset", "auto")
+    assert params.resolve(explicit, stored, str(tmp_path)) == stored
+
+
+def test_auto_without_a_stored_model_names_the_flags(tmp_path):
+    with pytest.raises(AocrError, match="--max-width auto --charset auto"):
+        params.resolve(shape_of("--max-width", "auto", "--charset", "auto"), None, str(tmp_path))
+
+
+def test_a_real_contradiction_still_names_the_flag(tmp_path):
+    with pytest.raises(AocrError, match="--max-height gives max_height=40"):
+        params.resolve(shape_of("--max-width", "auto", "--max-height", "40"), ModelParams(), str(tmp_path))
+
+
+def test_full_ascii_against_a_digits_model_is_a_contradiction(tmp_path):
+    with pytest.raises(AocrError, match="--charset/--full-ascii"):
+        params.resolve(shape_of("--full-ascii"), ModelParams(), str(tmp_path))
