@@ -39,3 +39,13 @@ SERVE_HOST = "127.0.0.1"
 SERVE_PORT = 8501
 SERVE_MODEL_NAME = "aocr"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
+
+# Training-time augmentation of the decoded images (aocr.data.augment); test, predict and export never augment.
+AUGMENT_LEVELS = ("none", "light", "strong")
+AUGMENT = "light"
+# Share of the training records held out for validation when no --validation file is given (0: none).
+VALIDATION_SPLIT = 0.05
+# Checkpoints without a better validation score before training stops (None: never stop early).
+PATIENCE = None
+# Which checkpoint test, predict and export load: "best" (the best validated, else the latest), "latest" or a path.
+CHECKPOINT = "best"
