@@ -6,10 +6,18 @@ import subprocess
 import sys
 import time
 
+import pytest
 import tensorflow as tf
+from PIL import Image
 
+from aocr.cli import build_parser
+from aocr.data import writer
 from aocr.data.records import iter_records
+from aocr.data.writer import LabelRules, write_dataset
+from tests.aocr_log import capture_aocr_log
 from tests.conftest import render_images, run_aocr
+
+aocr_log = pytest.fixture(name="aocr_log")(capture_aocr_log)
 
 
 def read_back(path):
@@ -53,7 +61,8 @@ def test_relative_paths_spaces_and_empty_labels(tmp_path):
     records = read_back(tmp_path / "out.tfrecords")
     assert [r.label for r in records] == ["HELLO BIG WORLD", "", "TAB"]
     assert records[0].comment == "imgs/0000.png" and records[0].image == image.read_bytes()
-    assert "' '" in result.stderr and "--full-ascii" in result.stderr  # the space is outside the charset
+    assert "' ' 2" in result.stderr  # the space is counted among the characters seen
+    assert "outside the charset" not in result.stderr  # no charset given: a new model takes the labels' own
 
 
 def test_no_force_uppercase_keeps_case_and_comment_is_optional(tmp_path):
@@ -116,3 +125,81 @@ def test_records_of_the_original_aocr_load(tmp_path):
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     records = read_back(path)
     assert [(r.label, r.comment) for r in records] == [("AB", None), ("CD", None)]
+
+
+def blank_image(tmp_path, width=60, height=20):
+    path = tmp_path / f"blank-{width}x{height}.png"
+    Image.new("L", (width, height), 255).save(path)
+    return path
+
+
+def dataset_in_process(tmp_path, lines, *flags):
+    """`aocr dataset` through its own run(), in this process; returns the records written."""
+    annotations = tmp_path / "a.txt"
+    annotations.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    output = tmp_path / "out.tfrecords"
+    args = build_parser().parse_args(["dataset", str(annotations), str(output), "--log-path", "", *flags])
+    assert writer.run(args) == 0
+    return read_back(output)
+
+
+def test_control_characters_bom_and_nul_are_reported_by_line_and_skipped(tmp_path, aocr_log):
+    image = blank_image(tmp_path)
+    lines = [f"{image} GOOD", f"{image} NU\x00L", f"{image} B\ufeffOM", f"{image} BE\x07LL",
+             f"{image} FORM\x0cFEED", f"\ufeff{image} START", f"{image} TA\tB", f"{image} END"]
+    records = dataset_in_process(tmp_path, lines)
+    assert [r.label for r in records] == ["GOOD", "END"]
+    for expected in ("line 2: the label holds a NUL (U+0000) at character 3",
+                     "line 3: the label holds a byte-order mark (U+FEFF) at character 2",
+                     "line 4: the label holds a control character (U+0007) at character 3",
+                     "line 5: the label holds a control character (U+000C) at character 5",  # not a line break
+                     "line 6: the path holds a byte-order mark (U+FEFF) at character 1",
+                     "line 7: the label holds a control character (U+0009) at character 3",
+                     "2 written, 6 skipped"):
+        assert expected in aocr_log.text
+
+
+def test_only_the_first_few_lines_of_each_kind_are_named(tmp_path, aocr_log):
+    image = blank_image(tmp_path)
+    lines = [f"{image} OK"] + [f"{image} N\x00{n}" for n in range(25)] + [f"{tmp_path}/gone{n}.png A" for n in range(3)]
+    dataset_in_process(tmp_path, lines)
+    assert "line 11: the label holds a NUL" in aocr_log.text and "line 12:" not in aocr_log.text
+    assert "25 lines in all with control characters (the first 10 above)" in aocr_log.text
+    assert all(f"gone{n}.png" in aocr_log.text for n in range(3))
+    assert "1 written, 28 skipped" in aocr_log.text
+
+
+def test_labels_outside_an_explicit_charset_are_written_and_named_by_line(tmp_path, aocr_log):
+    image = blank_image(tmp_path)
+    records = dataset_in_process(tmp_path, [f"{image} ab", f"{image} abd", f"{image} été", f"{image} ba"],
+                                 "--charset", "ABC")
+    assert [r.label for r in records] == ["AB", "ABD", "ÉTÉ", "BA"]  # written as before: training skips them
+    assert "line 2: 'D' outside the charset" in aocr_log.text and "line 3: 'TÉ' outside" in aocr_log.text
+    assert "the charset lacks 3 of these characters: 'DTÉ' ('D' 1, 'T' 1, 'É' 2)" in aocr_log.text
+
+
+def test_charset_file_names_its_rule_and_what_it_lacks(tmp_path, aocr_log):
+    image = blank_image(tmp_path)
+    (tmp_path / "chars.txt").write_text("Д\nА\n", encoding="utf-8")
+    dataset_in_process(tmp_path, [f"{image} да", f"{image} Ж"], "--charset", str(tmp_path / "chars.txt"))
+    assert "one character per line" in aocr_log.text and "the charset lacks 1 of these characters: 'Ж'" in aocr_log.text
+
+
+def test_labels_longer_than_an_explicit_max_prediction_are_skipped_naming_the_flag(tmp_path, aocr_log):
+    image = blank_image(tmp_path)
+    (tmp_path / "a.txt").write_text(f"{image} ABC\n{image} ABCDEF\n{image} XY\n", encoding="utf-8")
+    report = write_dataset(str(tmp_path / "a.txt"), str(tmp_path / "out.tfrecords"), LabelRules(max_prediction=3))
+    assert (report.written, report.skipped, report.too_long) == (2, 1, 1)
+    assert [r.label for r in read_back(tmp_path / "out.tfrecords")] == ["ABC", "XY"]
+    assert "line 2: label of 6 characters is longer than --max-prediction 3; skipped" in aocr_log.text
+
+
+def test_summary_counts_the_characters_and_says_what_train_will_take(tmp_path, aocr_log):
+    narrow, wide = blank_image(tmp_path, 60, 20), blank_image(tmp_path, 200, 20)
+    lines = [f"{narrow} Жук и ёж", f"{narrow} Ωμέγα", f"{wide} e\u0301te\u0301"]
+    records = dataset_in_process(tmp_path, lines)
+    assert [r.label for r in records] == ["ЖУК И ЁЖ", "ΩΜΈΓΑ", "ÉTÉ"]  # NFC and upper case
+    assert "labels hold 13 distinct characters, 16 in all: ' TÉΈΑΓΜΩЁЖИКУ'" in aocr_log.text
+    assert "character counts: ' ' 2, 'T' 1, 'É' 2, 'Έ' 1, 'Α' 1," in aocr_log.text  # by code point
+    assert "for a new model, `aocr train` with no shape flags takes --charset auto (13 characters); " \
+           "--max-prediction 8 (the longest label, 'ЖУК И ЁЖ'); --max-width 200 --max-height 20" in aocr_log.text

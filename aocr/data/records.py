@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from aocr.charset import EOS_ID, GO_ID, PAD_ID
+from aocr.charset import EOS_ID, GO_ID, PAD_ID, Charset, find_bad_char
 from aocr.errors import AocrError
 from aocr.params import ModelParams
 
@@ -90,6 +90,10 @@ def iter_records(files: list[str], readable_counts: dict[str, int] | None = None
             readable_counts[path] = index
 
 
+# Records of one kind of unusable label named in full before training; the rest are counted.
+NAMED_RECORDS = 5
+
+
 @dataclass
 class LabelScan:
     """What training will read: per file the readable record count, per record its label ids.
@@ -104,15 +108,23 @@ class LabelScan:
     keep: np.ndarray
     too_long: list[str] = field(default_factory=list)
     unknown_chars: Counter = field(default_factory=Counter)
+    unknown_records: int = 0
+    bad_records: int = 0  # labels with a control character, a byte-order mark or a NUL
+    examples: dict[str, list[str]] = field(default_factory=dict)  # kind -> the first NAMED_RECORDS, described
 
     @property
     def usable(self) -> int:
         return int(self.keep.sum())
 
+    def note(self, kind: str, record: Record, what: str) -> None:
+        named = self.examples.setdefault(kind, [])
+        if len(named) < NAMED_RECORDS:
+            named.append(f"record {record.position} ({record.comment or record.source}): {what}")
 
-def encode_label(label: str, params: ModelParams) -> np.ndarray | None:
+
+def encode_label(label: str, params: ModelParams, charset: Charset | None = None) -> np.ndarray | None:
     """GO, ids, EOS, PAD... as int32 [max_prediction + 2]; None if the label cannot be learned."""
-    charset = params.char_table
+    charset = charset or params.char_table
     if charset.unknown_chars(label) or len(charset.normalize(label)) > params.max_prediction:
         return None
     ids = np.full(params.max_prediction + 2, PAD_ID, np.int32)
@@ -123,46 +135,69 @@ def encode_label(label: str, params: ModelParams) -> np.ndarray | None:
     return ids
 
 
+def _why_not(scan: LabelScan, record: Record, charset: Charset) -> None:
+    """Count and note why a record's label cannot be learned."""
+    bad = find_bad_char(record.label)
+    if bad is not None:
+        scan.bad_records += 1
+        scan.note("bad", record, f"{bad[1]} at character {bad[0]}")
+        return
+    missing = charset.unknown_chars(record.label)
+    if missing:
+        scan.unknown_chars.update(missing)
+        scan.unknown_records += 1
+        scan.note("unknown", record, f"{''.join(sorted(missing))!r} in {record.label[:80]!r}")
+    else:
+        scan.too_long.append(record.label)
+        scan.note("too long", record, f"{len(charset.normalize(record.label))} characters")
+
+
 def scan_labels(files: list[str], params: ModelParams) -> LabelScan:
     """Read every record's label once and say which ones training can use, and why not the rest."""
     counts: dict[str, int] = {}
     rows: list[np.ndarray] = []
     keep: list[bool] = []
-    too_long: list[str] = []
-    unknown: Counter = Counter()
+    scan = LabelScan(files, [], np.zeros(0), np.zeros(0))
+    charset = params.char_table
     blank = np.zeros(params.max_prediction + 2, np.int32)
     for record in iter_records(files, counts):
         while len(rows) < record.position:  # records skipped for missing features keep their slot
             rows.append(blank)
             keep.append(False)
-        ids = encode_label(record.label, params)
+        ids = encode_label(record.label, params, charset)
         if ids is None:
-            missing = params.char_table.unknown_chars(record.label)
-            if missing:
-                unknown.update(missing)
-            else:
-                too_long.append(record.label)
+            _why_not(scan, record, charset)
         rows.append(blank if ids is None else ids)
         keep.append(ids is not None)
     total = sum(counts.values())
     while len(rows) < total:
         rows.append(blank)
         keep.append(False)
-    label_ids = np.stack(rows) if rows else np.zeros((0, params.max_prediction + 2), np.int32)
-    return LabelScan(files, [counts[f] for f in files], label_ids, np.array(keep, bool), too_long, unknown)
+    scan.readable_counts = [counts[f] for f in files]
+    scan.label_ids = np.stack(rows) if rows else np.zeros((0, params.max_prediction + 2), np.int32)
+    scan.keep = np.array(keep, bool)
+    return scan
 
 
 def report_scan(scan: LabelScan, params: ModelParams) -> None:
-    """Log what will be skipped and why; an AocrError when nothing is left to learn from."""
+    """Log what will be skipped and why, naming the first few records; an AocrError when nothing is left."""
     total = len(scan.keep)
+
+    def first(kind: str) -> str:
+        return "; ".join(scan.examples.get(kind, []))
+
     if scan.too_long:
         longest = max(scan.too_long, key=len)
-        log.warning("%d records skipped: label longer than --max-prediction %d (longest: %d characters, %r)",
-                    len(scan.too_long), params.max_prediction, len(longest), longest)
-    if scan.unknown_chars:
-        log.warning("%d records skipped: label characters outside the charset: %r; "
-                    "use --full-ascii or --charset to include them",
-                    total - scan.usable - len(scan.too_long), "".join(sorted(scan.unknown_chars)))
+        log.warning("%d records skipped: label longer than --max-prediction %d (longest: %d characters, %r); "
+                    "the first: %s", len(scan.too_long), params.max_prediction, len(longest), longest,
+                    first("too long"))
+    if scan.unknown_records:
+        log.warning("%d records skipped: label characters outside the charset: %r; use --charset auto or a "
+                    "charset that has them; the first: %s", scan.unknown_records,
+                    "".join(sorted(scan.unknown_chars)), first("unknown"))
+    if scan.bad_records:
+        log.warning("%d records skipped: label holds a control character, a byte-order mark or a NUL; "
+                    "the first: %s", scan.bad_records, first("bad"))
     if scan.usable == 0:
         raise AocrError(f"no usable record in {', '.join(scan.files)} ({total} read)")
     log.info("%d records in %d file(s), %d usable", total, len(scan.files), scan.usable)

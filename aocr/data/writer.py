@@ -11,18 +11,25 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
 import tensorflow as tf
 
 from aocr import defaults
-from aocr.charset import Charset
-from aocr.data.annotations import parse_annotations
+from aocr.charset import Charset, normalize_label
+from aocr.data.annotations import BAD_CHARACTER, Annotation, parse_annotations
 from aocr.data.images import BadImage, image_size
+from aocr.data.survey import charset_from_flag, choose_shape, is_auto, preview, warn_unreachable
 from aocr.errors import AocrError
 from aocr.fileio import atomic_output, read_bytes
 from aocr.params import explicit_shape
 from aocr.progress import Progress
 
 log = logging.getLogger("aocr")
+
+# Lines of one kind of problem logged in full before the rest are only counted.
+SHOWN_PER_KIND = 10
+# Characters whose counts are listed one by one; beyond that only the rarest are.
+COUNTS_LISTED = 150
 
 
 def make_example(image: bytes, label: str, comment: str | None = None) -> tf.train.Example:
@@ -37,70 +44,158 @@ def make_example(image: bytes, label: str, comment: str | None = None) -> tf.tra
     return tf.train.Example(features=tf.train.Features(feature=features))
 
 
+@dataclass(frozen=True)
+class LabelRules:
+    """How `aocr dataset` treats labels: the case rule, and the charset and length the user fixed (None: auto)."""
+
+    force_uppercase: bool = True
+    charset: Charset | None = None
+    max_prediction: int | None = None
+
+
 @dataclass
 class DatasetReport:
+    """What was written and skipped; chars counts the characters of the written labels."""
+
     written: int = 0
     skipped: int = 0
     blank_lines: int = 0
+    too_long: int = 0
     longest_label: str = ""
+    chars: Counter = field(default_factory=Counter)
     outside_charset: Counter = field(default_factory=Counter)
-    widest: tuple[int, int] = (0, 1)  # (width, height) of the image with the largest aspect ratio
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of every written image
 
 
-def write_dataset(annotations_path: str, output_path: str, charset: Charset,
+@dataclass
+class Problems:
+    """Warnings about lines of an annotation file: the first few of each kind in full, the rest counted."""
+
+    path: str
+    shown: int = SHOWN_PER_KIND
+    counts: Counter = field(default_factory=Counter)
+
+    def report(self, kind: str, line_number: int, message: str) -> None:
+        self.counts[kind] += 1
+        if self.counts[kind] <= self.shown:
+            log.warning("%s, line %d: %s", self.path, line_number, message)
+
+    def summarize(self) -> None:
+        for kind, count in self.counts.items():
+            if count > self.shown:
+                log.warning("%s: %d lines in all with %s (the first %d above)", self.path, count, kind, self.shown)
+
+
+def _write_one(item: Annotation, writer: tf.io.TFRecordWriter, rules: LabelRules, report: DatasetReport,
+               problems: Problems, save_filename: bool) -> None:
+    """Write one annotation's record, or report why not."""
+    label = normalize_label(item.label, rules.force_uppercase)
+    if rules.max_prediction is not None and len(label) > rules.max_prediction:
+        problems.report("labels too long", item.line_number, f"label of {len(label)} characters is longer than "
+                        f"--max-prediction {rules.max_prediction}; skipped ({label[:80]!r})")
+        report.too_long += 1
+        report.skipped += 1
+        return
+    try:
+        image = read_bytes(item.path)
+        size = image_size(image)
+    except (AocrError, BadImage) as e:
+        reason = str(e) if isinstance(e, BadImage) else str(e).removeprefix(f"{item.path}: ")
+        problems.report("unreadable images", item.line_number, f"{item.path}: {reason}; skipped")
+        report.skipped += 1
+        return
+    writer.write(make_example(image, label, item.path if save_filename else None).SerializeToString())
+    report.written += 1
+    report.sizes.append(size)
+    report.chars.update(label)
+    if len(label) > len(report.longest_label):
+        report.longest_label = label
+    outside = rules.charset.unknown_chars(label) if rules.charset is not None else set()
+    if outside:
+        report.outside_charset.update(c for c in label if c in outside)
+        problems.report("characters outside the charset", item.line_number,
+                        f"{''.join(sorted(outside))!r} outside the charset; written, but training with this charset "
+                        f"skips it ({label[:80]!r})")
+
+
+def write_dataset(annotations_path: str, output_path: str, rules: LabelRules | None = None,
                   save_filename: bool = False, log_step: int = defaults.LOG_STEP) -> DatasetReport:
     """Write every good annotation line's image as a record; report and skip the bad ones.
 
-    The output appears under its name only when complete (temporary file, then rename).
+    Labels are written normalized (NFC, upper-cased unless rules say otherwise). Lines
+    with a control character, a byte-order mark or a NUL, labels longer than an explicit
+    max_prediction and unreadable images are skipped; labels with characters outside an
+    explicit charset are written and reported. The output appears under its name only
+    when complete (temporary file, then rename).
     """
+    rules = rules or LabelRules()
     annotations, bad_lines, blank = parse_annotations(annotations_path)
     report = DatasetReport(skipped=len(bad_lines), blank_lines=blank)
+    problems = Problems(annotations_path)
     for bad in bad_lines:
-        log.warning("%s, line %d: %s; skipped (%r)", annotations_path, bad.line_number, bad.reason, bad.text[:80])
+        kind = "control characters" if bad.kind == BAD_CHARACTER else "malformed lines"
+        problems.report(kind, bad.line_number, f"{bad.reason}; skipped ({bad.text[:80]!r})")
     progress = Progress("dataset", total=len(annotations), log_every=log_step)
     try:
         with atomic_output(output_path) as temp, tf.io.TFRecordWriter(temp) as writer:
             for item in annotations:
                 progress.update()
-                try:
-                    image = read_bytes(item.path)
-                    width, height = image_size(image)
-                except (AocrError, BadImage) as e:
-                    reason = str(e) if isinstance(e, BadImage) else str(e).removeprefix(f"{item.path}: ")
-                    log.warning("%s, line %d: %s: %s; skipped", annotations_path, item.line_number, item.path, reason)
-                    report.skipped += 1
-                    continue
-                label = charset.normalize(item.label)
-                writer.write(make_example(image, label, item.path if save_filename else None).SerializeToString())
-                report.written += 1
-                report.outside_charset.update(charset.unknown_chars(label))
-                if len(label) > len(report.longest_label):
-                    report.longest_label = label
-                if width * report.widest[1] > report.widest[0] * height:
-                    report.widest = (width, height)
+                _write_one(item, writer, rules, report, problems, save_filename)
             if report.written == 0:
+                problems.summarize()
                 raise AocrError(f"{annotations_path}: no usable line, so {output_path} was not written")
     finally:
         progress.close()
+    problems.summarize()
     return report
 
 
-def run(args: argparse.Namespace) -> int:
-    shape = explicit_shape(args)
-    charset = Charset(shape.get("charset", defaults.DEFAULT_CHARSET), shape.get("force_uppercase", True))
-    report = write_dataset(args.annotations_path, args.output_path, charset, args.save_filename, args.log_step)
+def count_lines(counts: Counter) -> list[str]:
+    """Lines for the log: each character with its count, by code point; only the rarest when there are many."""
+    if len(counts) <= COUNTS_LISTED:
+        return ["character counts: " + ", ".join(f"{c!r} {n}" for c, n in sorted(counts.items()))]
+    rarest = sorted(counts.items(), key=lambda item: (item[1], item[0]))[:COUNTS_LISTED]
+    return [f"the {COUNTS_LISTED} rarest characters (-v lists all): " + ", ".join(f"{c!r} {n}" for c, n in rarest)]
+
+
+def log_summary(report: DatasetReport, rules: LabelRules, output_path: str) -> None:
+    """The closing lines of `aocr dataset`: counts, the characters seen, and what `aocr train` will take."""
     blank = f" ({report.blank_lines} blank lines ignored)" if report.blank_lines else ""
-    log.info("%s: %d written, %d skipped%s", args.output_path, report.written, report.skipped, blank)
-    log.info("longest label: %d characters (%r); train with --max-prediction %d or more",
-             len(report.longest_label), report.longest_label, len(report.longest_label))
-    width, height = report.widest
-    log.info("widest image for its height: %dx%d; --max-width %d --max-height %d keep it unsqueezed "
-             "(the defaults, %d and %d, fit images up to %.1f times as wide as tall; wider ones are shrunk to fit)",
-             width, height, width, height, defaults.MAX_WIDTH, defaults.MAX_HEIGHT,
-             defaults.MAX_WIDTH / defaults.MAX_HEIGHT)
+    log.info("%s: %d written, %d skipped%s", output_path, report.written, report.skipped, blank)
+    chars = "".join(sorted(report.chars))
+    log.info("labels hold %d distinct characters, %d in all: %s", len(chars), sum(report.chars.values()),
+             preview(chars, 1000))
+    for line in count_lines(report.chars):
+        log.info("%s", line)
+    log.debug("every character count: %s", ", ".join(f"{c!r} {n}" for c, n in sorted(report.chars.items())))
+    if report.too_long:
+        log.warning("%d lines skipped: label longer than --max-prediction %d; raise it, or leave it out for auto "
+                    "(the longest label)", report.too_long, rules.max_prediction)
     if report.outside_charset:
-        chars = "".join(sorted(report.outside_charset))
-        hint = "--full-ascii" if all(32 <= ord(c) < 127 for c in chars) else "--charset"
-        log.warning("labels use characters outside the charset: %r (%d times); train with %s, "
-                    "or those records will be skipped", chars, sum(report.outside_charset.values()), hint)
+        lacking = "".join(sorted(report.outside_charset))
+        log.warning("the charset lacks %d of these characters: %s (%s); train with --charset auto (the labels' own "
+                    "characters) or a charset that has them, or those records are skipped", len(lacking),
+                    preview(lacking), ", ".join(f"{c!r} {n}" for c, n in sorted(report.outside_charset.items())[:50]))
+    takes = [] if rules.charset else [f"--charset auto ({len(chars)} characters)"]
+    if rules.max_prediction is None:
+        takes.append(f"--max-prediction {max(1, len(report.longest_label))} (the longest label, "
+                     f"{report.longest_label[:80]!r})")
+    takes.append(choose_shape(np.array(report.sizes, np.int64)).describe())
+    log.info("for a new model, `aocr train` with no shape flags takes %s", "; ".join(takes))
+
+
+def run(args: argparse.Namespace) -> int:
+    """`aocr dataset`: write the records, then say what was seen and what a new model will take from them."""
+    shape = explicit_shape(args)
+    force_uppercase = shape.get("force_uppercase", True)
+    chars, source = charset_from_flag(shape.get("charset"))
+    charset = None
+    if chars is not None:
+        charset = Charset(chars, force_uppercase)
+        log.info("charset: %s", source)
+        warn_unreachable(charset)
+    max_prediction = shape.get("max_prediction")
+    rules = LabelRules(force_uppercase, charset, None if is_auto(max_prediction) else max_prediction)
+    report = write_dataset(args.annotations_path, args.output_path, rules, args.save_filename, args.log_step)
+    log_summary(report, rules, args.output_path)
     return 0
