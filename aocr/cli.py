@@ -301,6 +301,9 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="serve this version (default: the newest)")
     p.add_argument("--max-request-bytes", type=_positive_int, default=defaults.MAX_REQUEST_BYTES,
                    help="largest request body accepted (default: %(default)s)")
+    p.add_argument("--version-label", action="append", default=[], metavar="LABEL=VERSION",
+                   help="a version label, as TF Serving's version_labels: requests to /labels/LABEL get that "
+                        "version, which is loaded too (repeatable; e.g. --version-label stable=1)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,21 +15,14 @@ from aocr.data.synthetic import load_font, render
 from aocr.errors import AocrError
 from aocr.fileio import atomic_output, join, temp_path_beside
 from aocr.params import ModelParams, explicit_shape
+from aocr.savedmodel import INPUT_KEY, PROBABILITY_KEY, SERVING_TAGS, SIGNATURE, TEXT_KEY, load, version_path, versions
 from aocr.serving_graph import INPUT_NAME, PROBABILITY_NAME, TEXT_NAME, build_serving_graph
 from aocr.session import require_checkpoint, restore, session_config
 
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
 
-SIGNATURE = "serving_default"
 FROZEN_GRAPH = "frozen_graph.pb"
-
-
-def versions(export_dir: str) -> list[int]:
-    """Version directories under an export dir, oldest first (TF Serving's layout)."""
-    if not tf.io.gfile.isdir(export_dir):
-        return []
-    return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(export_dir) if n.rstrip("/").isdigit())
 
 
 def sample_image() -> bytes:
@@ -59,7 +52,7 @@ def export_savedmodel(checkpoint: str, params: ModelParams, export_dir: str, ver
     """Write DIR/VERSION (the next free version by default) and return its path."""
     existing = versions(export_dir)
     version = version if version is not None else (existing[-1] + 1 if existing else 1)
-    target = join(export_dir, str(version))
+    target = version_path(export_dir, version)
     if tf.io.gfile.exists(target) and not force:
         raise AocrError(f"{target} exists; pass --force to replace it, or --version N for another version")
     # Locally the version is built beside its final name and renamed into place, so TF Serving
@@ -75,10 +68,10 @@ def export_savedmodel(checkpoint: str, params: ModelParams, export_dir: str, ver
         with session:
             builder = tf1.saved_model.Builder(build_dir)
             signature = tf1.saved_model.predict_signature_def(
-                inputs={"input": tensors.image_bytes},
-                outputs={"output": tensors.text, "probability": tensors.probability})
+                inputs={INPUT_KEY: tensors.image_bytes},
+                outputs={TEXT_KEY: tensors.text, PROBABILITY_KEY: tensors.probability})
             builder.add_meta_graph_and_variables(
-                session, [tf1.saved_model.tag_constants.SERVING], signature_def_map={SIGNATURE: signature},
+                session, list(SERVING_TAGS), signature_def_map={SIGNATURE: signature},
                 clear_devices=True, strip_default_attrs=True)
             builder.save()
         check_savedmodel(build_dir)
@@ -95,12 +88,13 @@ def export_savedmodel(checkpoint: str, params: ModelParams, export_dir: str, ver
 
 def check_savedmodel(path: str) -> None:
     """Load a SavedModel in a clean graph, as TF Serving would, and run its signature on an image."""
-    graph = tf.Graph()
-    with graph.as_default(), tf1.Session(graph=graph) as session:
-        meta = tf1.saved_model.loader.load(session, [tf1.saved_model.tag_constants.SERVING], path)
-        signature = meta.signature_def[SIGNATURE]
-        fetch = [signature.outputs["output"].name, signature.outputs["probability"].name]
-        text, probability = session.run(fetch, {signature.inputs["input"].name: sample_image()})
+    loaded = load(path)
+    try:
+        outputs = loaded.output_names
+        text, probability = loaded.session.run([outputs[TEXT_KEY], outputs[PROBABILITY_KEY]],
+                                               {loaded.input_name: sample_image()})
+    finally:
+        loaded.close()
     check_outputs(text, probability, f"the SavedModel in {path}")
 
 

@@ -1,8 +1,10 @@
 """`aocr serve`: TF Serving's REST API on 127.0.0.1, driven by a real HTTP client."""
 
 import base64
+import http.client
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,41 +21,60 @@ from tests.conftest import run_aocr
 MAX_REQUEST_BYTES = 200_000
 
 
-@pytest.fixture(scope="module")
-def server(trained_model, tmp_path_factory):
-    """`aocr serve` on a port the OS picks, stopped with SIGTERM at the end."""
-    directory = tmp_path_factory.mktemp("served")
-    exported = run_aocr("export", str(directory / "model"), "--model-dir", str(trained_model), cwd=directory)
-    assert exported.returncode == 0, exported.stderr
+def start_server(export_dir, *flags, cwd):
+    """`aocr serve` on ports the OS picks; returns (process, REST url, log lines of the start)."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "aocr", "serve", str(directory / "model"), "--port", "0",
-         "--max-request-bytes", str(MAX_REQUEST_BYTES)],
-        cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    url = None
+        [sys.executable, "-m", "aocr", "serve", str(export_dir), "--port", "0", *flags],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url, lines = None, []
     deadline = time.monotonic() + 120
     while url is None and time.monotonic() < deadline:
         line = process.stderr.readline()
+        lines.append(line)
         match = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
         url = match.group(1) if match else None
-        assert line or process.poll() is None, "aocr serve exited before listening"
+        assert line or process.poll() is None, "aocr serve exited before listening:\n" + "".join(lines)
     assert url, "aocr serve did not report its address"
     # Keep reading its log (one line per request), or a full pipe would stall the server.
     threading.Thread(target=process.stderr.read, daemon=True).start()
-    yield url, process
+    return process, url, lines
+
+
+def stop_server(process):
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
+    process.wait(timeout=60)
     assert process.returncode == 0
 
 
-def call(url, path, body=None, raw=None):
+@pytest.fixture(scope="module")
+def exported(trained_model, tmp_path_factory):
+    """The trained model exported as version 1, and a copy of it as version 2."""
+    directory = tmp_path_factory.mktemp("served")
+    result = run_aocr("export", str(directory / "model"), "--model-dir", str(trained_model), cwd=directory)
+    assert result.returncode == 0, result.stderr
+    shutil.copytree(directory / "model" / "1", directory / "model" / "2")
+    return directory / "model"
+
+
+@pytest.fixture(scope="module")
+def server(exported):
+    """`aocr serve` with two versions, labelled stable=1 and canary=2; stopped with SIGTERM at the end."""
+    process, url, _ = start_server(exported, "--max-request-bytes", str(MAX_REQUEST_BYTES),
+                                   "--version-label", "stable=1", "--version-label", "canary=2",
+                                   cwd=exported.parent)
+    yield url, process
+    stop_server(process)
+
+
+def call(url, path, body=None, raw=None, method=None):
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url + path, data=data, method="POST" if data is not None else "GET",
+    request = urllib.request.Request(url + path, data=data, method=method or ("POST" if data is not None else "GET"),
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+        return e.code, json.loads(e.read() or b"null")
 
 
 def b64(path):
@@ -87,39 +108,117 @@ def test_row_and_columnar_batches(server, digits_set, expected):
     assert len(columns["outputs"]["probability"]) == 4
 
 
+def available(*versions):
+    return {"model_version_status": [{"version": str(v), "state": "AVAILABLE",
+                                      "status": {"error_code": "OK", "error_message": ""}} for v in versions]}
+
+
 def test_status_and_metadata(server):
     url, _ = server
-    for path in ("/v1/models/aocr", "/v1/models/aocr/versions/1"):
-        status, answer = call(url, path)
-        assert status == 200
-        assert answer["model_version_status"][0]["version"] == "1"
-        assert answer["model_version_status"][0]["state"] == "AVAILABLE"
+    assert call(url, "/v1/models/aocr") == (200, available(2, 1))  # every loaded version, newest first
+    assert call(url, "/v1/models/aocr/versions/1") == (200, available(1))
     status, metadata = call(url, "/v1/models/aocr/metadata")
     assert status == 200
+    assert metadata["model_spec"] == {"name": "aocr", "signature_name": "", "version": "2"}
     signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
     assert signature["inputs"]["input"]["dtype"] == "DT_STRING"
     assert signature["outputs"]["output"]["dtype"] == "DT_STRING"
     assert signature["outputs"]["probability"]["dtype"] == "DT_DOUBLE"
     assert signature["method_name"] == "tensorflow/serving/predict"
+    status, metadata = call(url, "/v1/models/aocr/labels/stable/metadata")
+    assert status == 200 and metadata["model_spec"]["version"] == "1"
 
 
-@pytest.mark.parametrize(("path", "raw", "status", "words"), [
-    ("/v1/models/aocr:predict", b"{not json", 400, "JSON"),
-    ("/v1/models/aocr:predict", b'{"inputs": {"image": {"b64": "AAAA"}}}', 400, "input"),
-    ("/v1/models/aocr:predict", b'{"instances": [{"b64": "***"}]}', 400, "base64"),
-    ("/v1/models/aocr:predict", json.dumps({"instances": [{"b64": base64.b64encode(b"plain text").decode()}]})
-     .encode(), 400, "image"),
-    ("/v1/models/aocr:predict", b'{"signature_name": "other", "instances": []}', 400, "signature"),
-    ("/v1/models/other:predict", b'{"instances": []}', 404, "other"),
-    ("/v1/models/aocr/versions/9:predict", b'{"instances": []}', 404, "9"),
+def test_version_labels(server, digits_set, expected):
+    url, _ = server
+    body = {"instances": [{"b64": b64(digits_set.images[0])}]}
+    for label in ("stable", "canary"):
+        status, answer = call(url, f"/v1/models/aocr/labels/{label}:predict", body)
+        assert status == 200 and answer["predictions"][0]["output"] == expected[0]
+    assert call(url, "/v1/models/aocr/labels/beta:predict", body) == (
+        400, {"error": "Unrecognized servable version label: beta"})
+    assert call(url, "/v1/models/aocr/labels/beta/metadata") == (
+        400, {"error": "Unrecognized servable version label: beta"})
+    assert call(url, "/v1/models/other/labels/stable:predict", body) == (
+        400, {"error": "Unrecognized servable version label: stable"})
+    # TF Serving's status ignores the label (GetModelStatusImpl reads the version only).
+    assert call(url, "/v1/models/aocr/labels/beta") == (200, available(2, 1))
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/v1/models/aocr:predict"), ("POST", "/v1/models/aocr/metadata"), ("POST", "/v1/models/aocr"),
+    ("PUT", "/v1/models/aocr"), ("DELETE", "/v1/models/aocr:predict"), ("GET", "/v1/models/aocr/versions/abc"),
+    ("POST", "/v1/models/aocr/versions/abc:predict"), ("POST", "/v1/models/aocr/versions/1/labels/stable:predict"),
+    ("POST", "/v1/models/aocr:Predict"), ("GET", "/v1/foo"),
+])
+def test_what_tf_serving_does_not_route_is_a_malformed_request(server, method, path):
+    url, _ = server
+    got = call(url, path, raw=b"{}" if method != "GET" else None, method=method)
+    assert got == (400, {"error": f"Malformed request: {method} {path}"})
+
+
+@pytest.mark.parametrize(("method", "path", "status", "error"), [
+    ("GET", "/v1/models", 400, "Missing model name in request."),
+    ("GET", "/v1/models/metadata", 404, "Could not find any versions of model metadata"),
+    ("GET", "/v1/models/aocr/versions/9", 404, "Could not find version 9 of model aocr"),
+    ("GET", "/v1/models/other", 404, "Could not find any versions of model other"),
+    ("GET", "/v1/models/other/metadata", 404, "Servable not found for request: Latest(other)"),
+    ("GET", "/v1/models/aocr/versions/9/metadata", 404, "Servable not found for request: Specific(aocr, 9)"),
+    ("POST", "/v1/models/aocr/versions/99999999999999999999:predict", 400,
+     "Failed to convert version: 99999999999999999999 to numeric."),
+    ("POST", "/v1/models/aocr:predict", 400, "JSON Parse error: The document is empty"),
+    ("POST", "/v1/models/other:predict", 400, "JSON Parse error: The document is empty"),  # the body comes first
+])
+def test_routed_requests_get_tf_servings_status_and_text(server, method, path, status, error):
+    url, _ = server
+    assert call(url, path, raw=b"" if method == "POST" else None, method=method) == (status, {"error": error})
+
+
+def test_paths_outside_v1_are_not_found(server):
+    url, _ = server
+    status, _ = call(url, "/v2/models/aocr")
+    assert status == 404
+
+
+PLAIN_TEXT = base64.b64encode(b"plain text").decode()
+
+
+@pytest.mark.parametrize(("path", "raw", "status", "error"), [
+    ("/v1/models/aocr:predict", b"{not json", 400, "JSON Parse error: "),
+    ("/v1/models/aocr:predict", b"[1]", 400, "JSON Value: [1] Is not object"),
+    ("/v1/models/aocr:predict", b'{"signature_name": 5}', 400, "'signature_name' key must be a string value."),
+    ("/v1/models/aocr:predict", b'{"instances": [{"b64": "AAAA"}]}', 400, "Unknown image file format"),
+    ("/v1/models/aocr:predict", b'{"inputs": {"image": {"b64": "AAAA"}}}', 400,
+     "Missing named input: input in 'inputs' object."),
+    ("/v1/models/aocr:predict", b'{"instances": [{"b64": "***"}]}', 400,
+     "Failed to process element: 0 of 'instances' list. Error: INVALID_ARGUMENT: Unable to base64 decode"),
+    ("/v1/models/aocr:predict", b'{"instances": [5]}', 400,
+     "Error: INVALID_ARGUMENT: JSON Value: 5 Type: Number is not of expected type: string"),
+    ("/v1/models/aocr:predict", b'{"instances": [{"image": {"b64": "AAAA"}}]}', 400,
+     "Failed to process element: 0 key: image of 'instances' list. Error: INVALID_ARGUMENT: JSON object: does "
+     "not have named input: image"),
+    ("/v1/models/aocr:predict", b'{"inputs": [[{"b64": "AAAA"}], []]}', 400,
+     "Encountered list at unexpected size: 0 at level: 1 expected size: 1"),
+    ("/v1/models/aocr:predict", f'{{"instances": [{{"b64": "{PLAIN_TEXT}"}}]}}'.encode(), 400,
+     "Unknown image file format"),
+    ("/v1/models/aocr:predict", b'{"instances": []}', 400, "No values in 'instances' array"),
+    ("/v1/models/aocr:predict", b'{"instances": [], "inputs": []}', 400,
+     "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"),
+    ("/v1/models/aocr:predict", b'{"examples": []}', 400, "Missing 'inputs' or 'instances' key"),
+    ("/v1/models/aocr:predict", b'{"signature_name": "other", "instances": []}', 400,
+     'Serving signature name: "other" not found in signature def'),
+    ("/v1/models/other:predict", b'{"instances": []}', 404, "Servable not found for request: Latest(other)"),
+    ("/v1/models/aocr/versions/9:predict", b'{"instances": []}', 404,
+     "Servable not found for request: Specific(aocr, 9)"),
+    ("/v1/models/aocr:classify", b'{"examples": []}', 400,
+     "Expected classification signature method_name to be tensorflow/serving/classify"),
     ("/v1/models/aocr:predict", b'{"instances": [{"b64": "' + b"A" * MAX_REQUEST_BYTES + b'"}]}', 413, "limit"),
 ])
-def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server, digits_set, expected, path, raw, status,
-                                                                   words):
+def test_bad_requests_get_tf_servings_errors_and_the_server_keeps_serving(server, digits_set, expected, path,
+                                                                          raw, status, error):
     url, _ = server
     got, answer = call(url, path, raw=raw)
-    assert got == status
-    assert words.lower() in answer["error"].lower()
+    assert (got, error) == (status, error) and error in answer["error"]
     good, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
     assert good == 200 and answer["predictions"][0]["output"] == expected[0]
 
@@ -140,3 +239,42 @@ def test_eight_concurrent_clients(server, digits_set, expected):
 def test_serve_without_an_export_is_a_clear_error(tmp_path):
     result = run_aocr("serve", str(tmp_path / "nothing"), "--port", "0", cwd=tmp_path)
     assert result.returncode != 0 and "aocr export" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigterm_answers_the_requests_in_flight_then_exits(exported, digits_set, expected):
+    process, url, _ = start_server(exported, "--version", "1", cwd=exported.parent)
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"instances": [{"b64": b64(digits_set.images[1])}] * 16})
+    connections = []
+    try:
+        for _ in range(6):
+            connection = http.client.HTTPConnection(host, int(port), timeout=120)
+            connection.request("POST", "/v1/models/aocr:predict", body, {"Content-Type": "application/json"})
+            connections.append(connection)
+        time.sleep(1.0)  # the server has accepted them all; most are still queued behind each other
+        process.send_signal(signal.SIGTERM)
+        answers = []
+        for connection in connections:
+            response = connection.getresponse()
+            answers.append((response.status, json.loads(response.read())))
+    finally:
+        for connection in connections:
+            connection.close()
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    assert [status for status, _ in answers] == [200] * 6
+    assert all(row["output"] == expected[1] for _, answer in answers for row in answer["predictions"])
+
+
+def test_version_label_mistakes_are_clear_errors(exported):
+    for label, words in (("stable", "LABEL=VERSION"), ("stable=7", "no version 7"), ("1=1", "LABEL=VERSION")):
+        result = run_aocr("serve", str(exported), "--port", "0", "--version-label", label, cwd=exported.parent)
+        assert result.returncode != 0 and words in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_imports_no_model_export_or_font_code():
+    code = ("import sys, aocr.cli, aocr.serve; print(sorted(m for m in sys.modules if m.startswith(("
+            "'aocr.export', 'aocr.model', 'aocr.data', 'aocr.serving_graph', 'aocr.recognizer', 'PIL.ImageFont'))))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

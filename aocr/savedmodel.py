@@ -1,0 +1,84 @@
+"""What `aocr export` writes and `aocr serve` reads: the SavedModel's names, its version folders, loading.
+
+Kept apart from the model and the export verb so that serving needs only TensorFlow and this module:
+
+    DIR/1/saved_model.pb, DIR/1/variables/   (TF Serving's layout: one integer folder per version)
+    signature "serving_default": input "input" (DT_STRING image bytes, a scalar or [N]),
+                                 outputs "output" (DT_STRING text) and "probability" (DT_DOUBLE)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import tensorflow as tf
+
+from aocr.errors import AocrError
+from aocr.fileio import join
+
+tf1 = tf.compat.v1
+
+SIGNATURE = "serving_default"
+INPUT_KEY = "input"
+TEXT_KEY = "output"
+PROBABILITY_KEY = "probability"
+SERVING_TAGS = (tf1.saved_model.tag_constants.SERVING,)
+
+
+def versions(export_dir: str) -> list[int]:
+    """Version directories under an export dir, oldest first (TF Serving's layout)."""
+    if not tf.io.gfile.isdir(export_dir):
+        return []
+    return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(export_dir) if n.rstrip("/").isdigit())
+
+
+def version_path(export_dir: str, version: int) -> str:
+    """DIR/VERSION."""
+    return join(export_dir, str(version))
+
+
+@dataclass
+class Loaded:
+    """A SavedModel loaded into its own graph and session, with its `serving_default` signature."""
+
+    path: str
+    session: tf1.Session
+    meta_graph: Any  # MetaGraphDef proto
+    signature: Any  # SignatureDef proto
+
+    @property
+    def input_name(self) -> str:
+        """The graph tensor fed with image bytes."""
+        return self.signature.inputs[INPUT_KEY].name
+
+    @property
+    def output_names(self) -> dict[str, str]:
+        """Signature output key -> graph tensor name."""
+        return {key: info.name for key, info in self.signature.outputs.items()}
+
+    def close(self) -> None:
+        """Release the session."""
+        self.session.close()
+
+
+def load(path: str, config: tf1.ConfigProto | None = None) -> Loaded:
+    """Load DIR/VERSION as TF Serving does (serve tag) and find its `serving_default` signature.
+
+    A directory that is not a SavedModel, or one without the signature or its input, is an AocrError.
+    """
+    graph = tf.Graph()
+    session = tf1.Session(graph=graph, config=config)
+    try:
+        with graph.as_default():
+            meta = tf1.saved_model.loader.load(session, list(SERVING_TAGS), path)
+    except (OSError, RuntimeError, tf.errors.OpError) as e:
+        session.close()
+        message = getattr(e, "message", None) or str(e)
+        raise AocrError(f"{path}: not a loadable SavedModel ({message}); export one with `aocr export`") from None
+    signature = meta.signature_def.get(SIGNATURE)
+    if signature is None or INPUT_KEY not in signature.inputs:
+        session.close()
+        raise AocrError(f"{path}: has no '{SIGNATURE}' signature with an '{INPUT_KEY}' input; "
+                        "export it with `aocr export`")
+    return Loaded(path, session, meta, signature)

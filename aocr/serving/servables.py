@@ -1,0 +1,153 @@
+"""The served model: its loaded versions, their labels, and the lookups TF Serving's ServerCore makes.
+
+A request names a model and, at most, a version number or a version label; with neither it gets the
+latest (highest) loaded version. The error texts are TF Serving's, so a client sees the same words:
+
+    unknown model or version        NOT_FOUND         Servable not found for request: Specific(aocr, 9)
+    unknown label                   INVALID_ARGUMENT  Unrecognized servable version label: canary
+    status of an unknown model      NOT_FOUND         Could not find any versions of model other
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from aocr import savedmodel
+from aocr.errors import AocrError
+from aocr.serving.batching import Batcher, BatchOptions
+from aocr.serving.status import Code, ServingError, invalid, not_found
+
+log = logging.getLogger("aocr")
+
+
+def session_message(error: tf.errors.OpError) -> str:
+    """TensorFlow's own message for a failed run, without the lines its Python client adds in front."""
+    lines = (error.message or "").splitlines()
+    while lines and (not lines[0].strip() or lines[0].startswith(("Graph execution error:", "Detected at node",
+                                                                  "Node: '"))):
+        lines.pop(0)
+    return "\n".join(lines) or type(error).__name__
+
+
+@dataclass
+class Version:
+    """One loaded SavedModel version; predictions go through its batcher when batching is on."""
+
+    number: int
+    model: savedmodel.Loaded
+    batcher: Batcher | None = None
+
+    @property
+    def signature(self) -> Any:  # a SignatureDef proto
+        """The `serving_default` SignatureDef."""
+        return self.model.signature
+
+    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """All outputs for `images` (bytes, any shape the graph takes) in one session run."""
+        try:
+            return self.model.session.run(self.model.output_names, {self.model.input_name: images})
+        except tf.errors.OpError as e:
+            raise ServingError(Code(e.error_code), session_message(e)) from None
+
+    def predict(self, images: np.ndarray, timeout: float) -> dict[str, np.ndarray]:
+        """All outputs for `images`; a scalar or a list is batched with other requests when batching is on."""
+        if self.batcher is None or images.ndim > 1 or images.size == 0:
+            return self.run(images)
+        if images.ndim == 0:
+            return {key: value[0] for key, value in self.batcher.submit(images.reshape(1), timeout).items()}
+        return self.batcher.submit(images, timeout)
+
+    def close(self, timeout: float) -> None:
+        """Answer what is queued (within `timeout` seconds), then release the session."""
+        if self.batcher is not None:
+            self.batcher.close(timeout)
+        self.model.close()
+
+
+@dataclass
+class Servable:
+    """The versions of one model served under `name`, and the version labels that point at them."""
+
+    name: str
+    versions: dict[int, Version]
+    labels: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def latest(self) -> Version:
+        """The highest loaded version: what a request without version or label gets."""
+        return self.versions[max(self.versions)]
+
+    def find(self, name: str, version: int | None = None, label: str | None = None) -> Version:
+        """The version a request for model `name` (and `version` or `label`) gets, as ServerCore finds it."""
+        if not name:
+            raise invalid("ModelSpec has no name specified.")
+        if label is not None:
+            if name != self.name or label not in self.labels:
+                raise invalid(f"Unrecognized servable version label: {label}")
+            version = self.labels[label]
+        if version is None:
+            if name != self.name:
+                raise not_found(f"Servable not found for request: Latest({name})")
+            return self.latest
+        if name != self.name or version not in self.versions:
+            raise not_found(f"Servable not found for request: Specific({name}, {version})")
+        return self.versions[version]
+
+    def status(self, name: str, version: int | None = None) -> list[int]:
+        """Loaded version numbers for a status request, newest first (GetModelStatusImpl; labels play no part)."""
+        if version is not None:
+            if name != self.name or version not in self.versions:
+                raise not_found(f"Could not find version {version} of model {name}")
+            return [version]
+        if name != self.name:
+            raise not_found(f"Could not find any versions of model {name}")
+        return sorted(self.versions, reverse=True)
+
+    def close(self, timeout: float) -> None:
+        """Drain every version's queue (within `timeout` seconds in all) and release the sessions."""
+        for version in self.versions.values():
+            version.close(timeout)
+
+
+def parse_labels(pairs: Sequence[str]) -> dict[str, int]:
+    """`--version-label LABEL=VERSION` values -> {label: version}; a malformed one is an AocrError."""
+    labels: dict[str, int] = {}
+    for pair in pairs:
+        label, _, number = pair.partition("=")
+        if not label or not number.isdigit() or label.isdigit() or "/" in label or ":" in label:
+            raise AocrError(f"--version-label {pair!r}: expected LABEL=VERSION, such as stable=1 "
+                            "(a label is not a number and has no '/' or ':')")
+        if label in labels and labels[label] != int(number):
+            raise AocrError(f"--version-label {label} is given twice, for versions {labels[label]} and {number}")
+        labels[label] = int(number)
+    return labels
+
+
+def load_servable(export_dir: str, name: str, version: int | None, labels: dict[str, int],
+                  batching: BatchOptions | None) -> Servable:
+    """Load the chosen version (default: the newest) and every labelled one from DIR/VERSION folders."""
+    available = savedmodel.versions(export_dir)
+    if not available:
+        raise AocrError(f"{export_dir}: no version directory (1, 2, ...); make one with `aocr export {export_dir}`")
+    wanted = {available[-1] if version is None else version, *labels.values()}
+    missing = sorted(wanted - set(available))
+    if missing:
+        raise AocrError(f"{export_dir}: no version {', '.join(map(str, missing))}; there are {available}")
+    loaded: dict[int, Version] = {}
+    try:
+        for number in sorted(wanted):
+            model = savedmodel.load(savedmodel.version_path(export_dir, number))
+            loaded[number] = Version(number, model)
+            if batching is not None:
+                loaded[number].batcher = Batcher(loaded[number].run, batching, f"v{number}")
+    except BaseException:
+        for done in loaded.values():
+            done.close(timeout=1.0)
+        raise
+    return Servable(name, loaded, labels)
