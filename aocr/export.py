@@ -11,13 +11,14 @@ import random
 import tensorflow as tf
 
 from aocr import params as model_params
+from aocr.data.survey import resolve_flags
 from aocr.data.synthetic import load_font, render
 from aocr.errors import AocrError
 from aocr.fileio import atomic_output, join, temp_path_beside
 from aocr.params import ModelParams, explicit_shape
 from aocr.savedmodel import INPUT_KEY, PROBABILITY_KEY, SERVING_TAGS, SIGNATURE, TEXT_KEY, load, version_path, versions
 from aocr.serving_graph import INPUT_NAME, PROBABILITY_NAME, TEXT_NAME, build_serving_graph
-from aocr.session import require_checkpoint, restore, session_config
+from aocr.session import choose_checkpoint, restore, session_config
 
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
@@ -131,8 +132,9 @@ def check_frozen_graph(path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = model_params.resolve(explicit_shape(args), model_params.require(args.model_dir), args.model_dir)
-    checkpoint = require_checkpoint(args.model_dir)
+    explicit = resolve_flags(explicit_shape(args))
+    params = model_params.resolve(explicit, model_params.require(args.model_dir), args.model_dir)
+    checkpoint = choose_checkpoint(args.model_dir, args.checkpoint)
     if args.format == "savedmodel":
         path = export_savedmodel(checkpoint, params, args.export_path, args.export_version, args.force)
         log.info("exported %s as SavedModel %s (signature %s: input 'input', outputs 'output', 'probability')",

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 import tensorflow as tf
 
 from aocr.data.images import BadImage, image_size
+from aocr.data.survey import resolve_flags
 from aocr.errors import AocrError
 from aocr.fileio import join, read_bytes
 from aocr.params import explicit_shape
@@ -82,7 +83,8 @@ def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk
 
 
 def run(args: argparse.Namespace) -> int:
-    recognizer = Recognizer.from_model_dir(args.model_dir, explicit_shape(args), args.gpu_id)
+    recognizer = Recognizer.from_model_dir(args.model_dir, resolve_flags(explicit_shape(args)), args.gpu_id,
+                                           args.checkpoint)
     interactive = not args.paths and sys.stdin.isatty()
     if interactive:
         log.info("reading image paths from the terminal, one per line; Ctrl-D to end")

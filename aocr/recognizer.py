@@ -23,7 +23,7 @@ from aocr import params as model_params
 from aocr.errors import first_line_of
 from aocr.model.model import Recognition, recognize_bytes
 from aocr.params import ModelParams
-from aocr.session import model_device, require_checkpoint, restore, session_config
+from aocr.session import choose_checkpoint, model_device, require_checkpoint, restore, session_config
 
 tf1 = tf.compat.v1
 T = TypeVar("T")
@@ -99,10 +99,12 @@ class Recognizer:
         return cls(session, image_bytes, outputs, params, checkpoint)
 
     @classmethod
-    def from_model_dir(cls, model_dir: str, explicit: dict, gpu_id: int | None = None) -> Recognizer:
-        """Shapes come from params.json; flags given on the command line must agree with it."""
+    def from_model_dir(cls, model_dir: str, explicit: dict, gpu_id: int | None = None,
+                       checkpoint: str = "best") -> Recognizer:
+        """Shapes come from params.json; flags given on the command line must agree with it.
+        checkpoint: "best", "latest" or a path, as --checkpoint takes (aocr.session.choose_checkpoint)."""
         params = model_params.resolve(explicit, model_params.require(model_dir), model_dir)
-        return cls.load(model_dir, params, gpu_id)
+        return cls.load(model_dir, params, gpu_id, choose_checkpoint(model_dir, checkpoint))
 
     def run_batch(self, images: Sequence[bytes]) -> list[Result]:
         """One session run over images; raises tf.errors.InvalidArgumentError if one does not decode."""

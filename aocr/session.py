@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import tensorflow as tf
 
 from aocr.errors import AocrError, first_line_of
+from aocr.fileio import join
 
 tf1 = tf.compat.v1
+log = logging.getLogger("aocr")
 
 
 def session_config() -> tf1.ConfigProto:
@@ -29,8 +32,39 @@ def model_device(gpu_id: int | None) -> Iterator[None]:
             yield
 
 
+# Where training keeps the best validated checkpoint, apart from the rolling last few.
+BEST_DIR = "best"
+
+
+def best_dir(model_dir: str) -> str:
+    return join(model_dir, BEST_DIR)
+
+
 def latest_checkpoint(model_dir: str) -> str | None:
     return tf.train.latest_checkpoint(model_dir)
+
+
+def choose_checkpoint(model_dir: str, which: str = "best") -> str:
+    """The checkpoint `--checkpoint which` names: "best" (the best validated one training kept, else the
+    latest), "latest", or a checkpoint path (a prefix such as DIR/model.ckpt-1000, or a directory)."""
+    if which == "best":
+        best = tf.train.latest_checkpoint(best_dir(model_dir))
+        if best:
+            log.info("using the best validated checkpoint, %s (--checkpoint latest for the newest)", best)
+            return best
+        path = require_checkpoint(model_dir)
+        log.info("using the latest checkpoint, %s (training kept no validated best)", path)
+        return path
+    if which == "latest":
+        path = require_checkpoint(model_dir)
+        log.info("using the latest checkpoint, %s", path)
+        return path
+    path = tf.train.latest_checkpoint(which) if tf.io.gfile.isdir(which) else which
+    if not path or not tf.io.gfile.exists(path + ".index"):
+        raise AocrError(f"--checkpoint {which}: no checkpoint there; pass best, latest, or a path such as "
+                        f"{join(model_dir, 'model.ckpt-1000')}")
+    log.info("using the checkpoint %s", path)
+    return path
 
 
 def require_checkpoint(model_dir: str) -> str:

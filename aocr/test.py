@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from aocr.data.records import Record, expand_dataset_paths, iter_records
+from aocr.data.survey import resolve_flags
 from aocr.errors import AocrError
 from aocr.metrics import Accuracy
 from aocr.params import explicit_shape
@@ -62,8 +63,8 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
 
 
 def run(args: argparse.Namespace) -> int:
-    recognizer = Recognizer.from_model_dir(args.model_dir, explicit_shape(args), args.gpu_id)
-    log.info("testing %s", recognizer.checkpoint)
+    recognizer = Recognizer.from_model_dir(args.model_dir, resolve_flags(explicit_shape(args)), args.gpu_id,
+                                           args.checkpoint)
     writer = AttentionWriter(args.output_dir) if args.visualize else None
 
     def visualize(record: Record, label: str, result: Result) -> None:

@@ -10,6 +10,7 @@ import tensorflow as tf
 from aocr.data.records import expand_dataset_paths, iter_records
 from aocr.errors import AocrError
 from aocr.metrics import Accuracy
+from aocr.model.model import Recognition
 from aocr.params import ModelParams
 from aocr.recognizer import Recognizer, Result
 from aocr.summaries import write_scalars
@@ -18,7 +19,7 @@ from aocr.visualize import encode_png, stack_frames, step_frames
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
 
-VALIDATION_LIMIT = 2000
+VALIDATION_LIMIT = 2000  # records of a --validation dataset scored at each checkpoint
 ATTENTION_SAMPLES = 3
 
 
@@ -26,23 +27,25 @@ class Validation:
     """Scores fixed validation records at each checkpoint with the training session's own weights:
     word and character accuracy as scalars, and attention images of a few samples."""
 
-    def __init__(self, dataset: str, params: ModelParams, batch_size: int) -> None:
-        records = itertools.islice(iter_records(expand_dataset_paths(dataset)), VALIDATION_LIMIT)
-        charset = params.char_table
-        self.samples = [(r.image, charset.normalize(r.label)) for r in records]
-        if not self.samples:
-            raise AocrError(f"--validation {dataset}: no readable record")
+    def __init__(self, samples: list[tuple[bytes, str]], batch_size: int) -> None:
+        """samples: (encoded image, label as the model is trained on it)."""
+        self.samples = samples
         self.batch_size = batch_size
         self.recognizer: Recognizer | None = None
 
-    def build(self, params: ModelParams, gpu_id: int | None) -> None:
-        """The inference graph, in the training graph, sharing the training variables."""
-        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
-            self._tensors = Recognizer.build(params, gpu_id)
-        self._params = params
+    @classmethod
+    def from_dataset(cls, dataset: str, params: ModelParams, batch_size: int) -> Validation:
+        """The first VALIDATION_LIMIT records of a `--validation` dataset."""
+        records = itertools.islice(iter_records(expand_dataset_paths(dataset)), VALIDATION_LIMIT)
+        charset = params.char_table
+        samples = [(r.image, charset.normalize(r.label)) for r in records]
+        if not samples:
+            raise AocrError(f"--validation {dataset}: no readable record")
+        return cls(samples, batch_size)
 
-    def attach(self, session: tf1.Session) -> None:
-        self.recognizer = Recognizer(session, *self._tensors, self._params)
+    def attach(self, session: tf1.Session, tensors: tuple[tf.Tensor, Recognition], params: ModelParams) -> None:
+        """Score with `tensors` (Recognizer.build, in the training graph) in the training session."""
+        self.recognizer = Recognizer(session, *tensors, params)
 
     def run(self, writer: tf1.summary.FileWriter, step: int) -> Accuracy:
         results = self.recognizer.recognize([image for image, _ in self.samples], self.batch_size)

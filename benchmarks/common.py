@@ -50,6 +50,33 @@ def rendered_set(name: str, count: int, seed: int) -> tuple[Path, Path]:
     return annotations, tfrecords
 
 
+def captcha_set(name: str, count: int, seed: int) -> tuple[Path, Path]:
+    """(annotations, tfrecords) of `count` distorted captcha-style images (160x60, 4-6 digits and capitals,
+    noise dots, a curve, warped glyphs), drawn by the `captcha` package; made once under benchmarks/out."""
+    import random
+
+    from captcha.image import ImageCaptcha
+
+    directory = OUT / name
+    annotations = directory / "annotations.txt"
+    tfrecords = directory / "data.tfrecords"
+    if not tfrecords.exists():
+        (directory / "images").mkdir(parents=True, exist_ok=True)
+        random.seed(seed)  # the captcha package draws with the module-level generator
+        drawer = ImageCaptcha(width=160, height=60)
+        alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        lines = []
+        for number in range(count):
+            text = "".join(random.choice(alphabet) for _ in range(random.randint(4, 6)))
+            path = directory / "images" / f"{number:05d}.png"
+            drawer.generate_image(text).save(path)
+            lines.append(f"{path} {text}\n")
+        annotations.write_text("".join(lines), encoding="utf-8")
+        subprocess.run([sys.executable, "-m", "aocr", "dataset", str(annotations), str(tfrecords),
+                        "--log-path", ""], check=True)
+    return annotations, tfrecords
+
+
 def write_json(name: str, results: dict) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / name

@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tensorflow as tf  # noqa: E402
 from cnn_limit import images_per_second, inference_batch_widths, pipeline_batch_widths  # noqa: E402
-from common import OUT, SHAPE, machine, print_table, rendered_set, write_json  # noqa: E402
+from common import OUT, SHAPE, captcha_set, machine, print_table, rendered_set, write_json  # noqa: E402
+from learning import LearningRun, learning_curve  # noqa: E402
 
 from aocr import defaults  # noqa: E402
 from aocr.params import ModelParams  # noqa: E402
 from aocr.precision import training_compute_dtype  # noqa: E402
 from aocr.recognizer import Recognizer  # noqa: E402
-from aocr.test import evaluate  # noqa: E402
 from aocr.train import TrainConfig, train  # noqa: E402
 
 # The issue's measurements of the original aocr on a 2-core AVX2 machine, as ratios to the
@@ -38,8 +38,9 @@ from aocr.train import TrainConfig, train  # noqa: E402
 # its prediction at 1/2.4 of the inference limit.
 ORIGINAL_TRAIN_SHARE_OF_LIMIT = 1 / 1.7
 ORIGINAL_PREDICT_SHARE_OF_LIMIT = 1 / 2.4
-# Where the learning curve trains its model, which the prediction figures then load.
-LEARNING_MODEL_DIR = OUT / "learning"
+# The learning run whose model the prediction figures load: rendered strings at the default batch size.
+DEFAULT_RUN = f"rendered-b{defaults.BATCH_SIZE}"
+LEARNING_MODEL_DIR = OUT / "learning" / DEFAULT_RUN
 
 
 def training_speed(tfrecords: Path, params: ModelParams, batch_size: int, steps: int = 100) -> float:
@@ -47,36 +48,30 @@ def training_speed(tfrecords: Path, params: ModelParams, batch_size: int, steps:
     marks: list[tuple[int, float]] = []
     model_dir = OUT / f"speed-b{batch_size}"
     config = TrainConfig(dataset=str(tfrecords), model_dir=str(model_dir), batch_size=batch_size,
-                         max_steps=steps, steps_per_checkpoint=steps // 4, resume=False, seed=0, keep_checkpoints=1,
-                         on_checkpoint=lambda step, seconds, _: marks.append((step, seconds)))
-    train(config, params)
+                         max_steps=steps, steps_per_checkpoint=steps // 4, resume=False, seed=0, validation_split=0)
+    train(config, params, on_checkpoint=lambda step, seconds, _: marks.append((step, seconds)))
     (first_step, first_time), (last_step, last_time) = marks[0], marks[-1]
     return (last_step - first_step) * batch_size / (last_time - first_time)
 
 
-def learning_curve(train_records: Path, test_records: Path, params: ModelParams, batch_size: int,
-                   minutes: list[float]) -> tuple[list[dict], Path]:
-    """Train for max(minutes) with default flags, then score the checkpoints nearest each budget."""
-    model_dir = LEARNING_MODEL_DIR
-    marks: list[tuple[int, float, str]] = []
-    config = TrainConfig(dataset=str(train_records), model_dir=str(model_dir), batch_size=batch_size,
-                         steps_per_checkpoint=100, resume=False, seed=0, keep_checkpoints=1000,
-                         max_seconds=60 * max(minutes),
-                         on_checkpoint=lambda step, seconds, path: marks.append((step, seconds, path)))
-    train(config, params)
-    curve = []
-    for budget in minutes:
-        within = [m for m in marks if m[1] <= 60 * budget + 1] or marks[:1]
-        step, seconds, path = within[-1]
-        recognizer = Recognizer.load(str(model_dir), params, checkpoint=path)
-        try:
-            accuracy = evaluate(recognizer, str(test_records), 64)
-        finally:
-            recognizer.close()
-        curve.append({"minutes": budget, "step": step, "train_seconds": round(seconds, 1),
-                      "word_accuracy": accuracy.word_accuracy, "character_accuracy": accuracy.character_accuracy})
-        print(f"after {seconds / 60:.1f} min (step {step}): {accuracy.summary()}", flush=True)
-    return curve, model_dir
+def learning_runs(names: list[str], params: ModelParams) -> dict[str, LearningRun]:
+    """The learning runs by name: rendered strings at batch 32, 65 (the default) and 128, captcha-style
+    images, and 500 training images with and without augmentation."""
+    _, rendered = rendered_set("rendered-train-6000", 6000, seed=11)
+    _, rendered_test = rendered_set("rendered-test-500", 500, seed=12)
+    runs = {f"rendered-b{b}": LearningRun(f"rendered-b{b}", rendered, rendered_test, params, b) for b in (32, 65, 128)}
+    if any(name.startswith("captcha") for name in names):
+        _, captcha = captcha_set("captcha-train-6000", 6000, seed=21)
+        _, captcha_test = captcha_set("captcha-test-300", 300, seed=22)
+        runs["captcha-b65"] = LearningRun("captcha-b65", captcha, captcha_test, ModelParams(160, 60, 6), 65)
+    if any(name.startswith("small") for name in names):
+        _, small = rendered_set("rendered-train-500", 500, seed=13)
+        runs["small-b65"] = LearningRun("small-b65", small, rendered_test, params, 65)
+        runs["small-b65-noaug"] = LearningRun("small-b65-noaug", small, rendered_test, params, 65, "none")
+    unknown = sorted(set(names) - set(runs))
+    if unknown:
+        raise SystemExit(f"unknown learning runs {unknown}; known: {sorted(runs)}")
+    return {name: runs[name] for name in names}
 
 
 def prediction_speed(model_dir: Path, params: ModelParams, images: list[Path], rounds: int = 3) -> dict:
@@ -116,12 +111,25 @@ def prediction_speed(model_dir: Path, params: ModelParams, images: list[Path], r
             "images": len(images)}
 
 
+def print_learning(learning: dict) -> None:
+    rows = [("learning run", "word / character accuracy", "when")]
+    for name, run in learning.items():
+        rows += [(name, f"{100 * c['word_accuracy']:.1f}% / {100 * c['character_accuracy']:.1f}%",
+                  f"after {c['minutes']:g} min (step {c['step']})") for c in run["curve"]]
+        rows.append((name, f"aligned at step {run['aligned_at_step']}", "first checkpoint with perplexity < 2"))
+    print()
+    print_table(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", default="2,5,10", help="training budgets for the accuracy curve")
     parser.add_argument("--train-count", type=int, default=6000)
     parser.add_argument("--test-count", type=int, default=500)
-    parser.add_argument("--learning-only", action="store_true", help="only the accuracy-versus-time curve")
+    parser.add_argument("--learning-only", action="store_true", help="only the accuracy-versus-time curves")
+    parser.add_argument("--learning-runs", default=DEFAULT_RUN,
+                        help="comma-separated learning runs: rendered-b32, rendered-b65, rendered-b128, captcha-b65, "
+                             "small-b65, small-b65-noaug (default: %(default)s)")
     parser.add_argument("--predict-only", action="store_true",
                         help="only prediction speed, with the model a previous full run trained")
     args = parser.parse_args()
@@ -138,8 +146,10 @@ def main() -> None:
         results["predict"] = prediction_speed(LEARNING_MODEL_DIR, params, test_images[:300])
         print(json.dumps(results["predict"], indent=2))
         return
+    runs = learning_runs(args.learning_runs.split(","), params)
     if args.learning_only:
-        results["learning_curve"], _ = learning_curve(train_records, test_records, params, 32, minutes)
+        results["learning"] = {name: learning_curve(run, minutes) for name, run in runs.items()}
+        print_learning(results["learning"])
         print(f"wrote {write_json('learning_curve.json', results)}")
         return
 
@@ -158,9 +168,8 @@ def main() -> None:
 
     results["train_images_per_second"] = {
         f"batch_{b}": training_speed(train_records, params, b) for b in (32, 65)}
-    curve, model_dir = learning_curve(train_records, test_records, params, 32, minutes)
-    results["learning_curve"] = curve
-    results["predict"] = prediction_speed(model_dir, params, test_images[:300])
+    results["learning"] = {name: learning_curve(run, minutes) for name, run in runs.items()}
+    results["predict"] = prediction_speed(LEARNING_MODEL_DIR, params, test_images[:300])
     results["cnn_limit"]["infer_images_per_second_b64"] = 1000 / results["predict"]["limit_ms_per_image"]
 
     train32 = results["train_images_per_second"]["batch_32"]
@@ -179,10 +188,9 @@ def main() -> None:
              " than the original (target 2x)"),
             ("aocr predict ms/image (300, with start-up)", f"{predict['command_ms_per_image']:.2f}", ""),
             ("single-image latency ms", f"{predict['single_image_latency_ms']:.1f}", "")]
-    rows += [(f"word accuracy after {c['minutes']:g} min", f"{100 * c['word_accuracy']:.1f}%",
-              f"step {c['step']}, character accuracy {100 * c['character_accuracy']:.1f}%") for c in curve]
     print()
     print_table(rows)
+    print_learning(results["learning"])
     print(f"\nwrote {write_json('model_benchmark.json', results)}")
 
 

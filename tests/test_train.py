@@ -113,8 +113,8 @@ def test_labels_outside_the_charset_are_reported_not_a_crash(tmp_path):
     images = render_images(tmp_path / "imgs", ["12", "34", "5-6"])
     write_annotations(tmp_path / "a.txt", list(zip(images, ["12", "34", "5-6"], strict=True)))
     assert run_aocr("dataset", "a.txt", "d.tfrecords", cwd=tmp_path).returncode == 0
-    result = run_aocr("train", "d.tfrecords", "--model-dir", "m", *TINY_SHAPE, "--batch-size", "2",
-                      "--max-steps", "1", cwd=tmp_path)
+    result = run_aocr("train", "d.tfrecords", "--model-dir", "m", *TINY_SHAPE, "--charset", "0123456789",
+                      "--batch-size", "2", "--max-steps", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "outside the charset" in result.stderr and "'-'" in result.stderr
     assert "3 records in 1 file(s), 2 usable" in result.stderr

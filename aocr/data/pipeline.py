@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from aocr.data.augment import augment
 from aocr.data.preprocess import HEIGHT, preprocess_image
 from aocr.data.records import LabelScan
 from aocr.params import ModelParams
@@ -19,12 +20,14 @@ def bucket_boundaries(params: ModelParams) -> list[int]:
 
 
 def training_dataset(scan: LabelScan, params: ModelParams, batch_size: int, num_epoch: int | None,
-                     seed: int | None = None, num_shards: int = 1, shard_index: int = 0) -> tf.data.Dataset:
+                     seed: int | None = None, num_shards: int = 1, shard_index: int = 0,
+                     augment_level: str = "none") -> tf.data.Dataset:
     """Batches of {images float32 [B, 32, W, C], widths int32 [B], label_ids int32 [B, max_prediction + 2]}.
 
     W is the widest image of the batch; num_epoch None repeats without end. Records whose label the scan rejected are
     dropped; images that fail to decode are dropped too. With num_shards > 1 this
-    worker reads only its share of the records.
+    worker reads only its share of the records. augment_level: "none", "light" or "strong"
+    random distortions of each image (aocr.data.augment).
     """
     files = tf.data.Dataset.from_tensor_slices((scan.files, tf.constant(scan.readable_counts, tf.int64)))
     records = files.flat_map(lambda path, count: tf.data.TFRecordDataset(path).take(count))
@@ -39,6 +42,7 @@ def training_dataset(scan: LabelScan, params: ModelParams, batch_size: int, num_
     def decode(record: tf.Tensor, label: tuple[tf.Tensor, tf.Tensor]) -> dict[str, tf.Tensor]:
         features = tf.io.parse_single_example(record, {"image": tf.io.FixedLenFeature([], tf.string)})
         image, width = preprocess_image(features["image"], params)
+        image, width = augment(image, width, augment_level, params.image_width)
         return {"images": image, "widths": width, "label_ids": label[1]}
 
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)

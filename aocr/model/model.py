@@ -22,6 +22,39 @@ Mode = Literal["train", "eval", "infer"]
 # the decoder sits for hundreds of steps on a plateau where it only learns label statistics.
 CTC_WEIGHT = 1.0
 
+# The alignment prior (guided attention): early in training, attention far from where the
+# n-th of L characters would sit if the text spread evenly over the image's width is
+# penalized. It only points the attention the right way; its weight fades to zero over
+# ALIGNMENT_PRIOR_STEPS, so text that is not spread evenly is learned as it is.
+ALIGNMENT_PRIOR_WEIGHT = 1.0
+ALIGNMENT_PRIOR_STEPS = 1500
+ALIGNMENT_PRIOR_WIDTH = 0.25  # tolerance, as a share of the image's width
+
+
+def alignment_prior_loss(attention: tf.Tensor, columns: tf.Tensor, label_ids: tf.Tensor) -> tf.Tensor:
+    """Mean attention mass far from the evenly spread position of each character.
+
+    attention: float32 [B, S, T]; columns: int32 [B]; label_ids: int32 [B, S + 1] (GO,
+    characters, EOS, PAD). Steps past the last character (EOS, padding) are not penalized.
+    """
+    characters = label_ids[:, 1:]
+    lengths = tf.reduce_sum(tf.cast(characters >= FIRST_CHAR_ID, tf.float32), axis=1)  # [B]
+    steps = tf.shape(attention)[1]
+    step_position = (tf.range(steps, dtype=tf.float32)[None, :] + 0.5) / tf.maximum(lengths, 1.0)[:, None]  # [B, S]
+    column_position = ((tf.range(tf.shape(attention)[2], dtype=tf.float32)[None, :] + 0.5)
+                       / tf.cast(tf.maximum(columns, 1), tf.float32)[:, None])  # [B, T]
+    distance = step_position[:, :, None] - column_position[:, None, :]  # [B, S, T]
+    penalty = 1.0 - tf.exp(-tf.square(distance) / (2.0 * ALIGNMENT_PRIOR_WIDTH ** 2))
+    is_char = tf.cast(characters[:, :steps] >= FIRST_CHAR_ID, tf.float32)  # [B, S]
+    per_step = tf.reduce_sum(attention * penalty, axis=2) * is_char
+    return tf.reduce_sum(per_step) / tf.maximum(tf.reduce_sum(is_char), 1.0)
+
+
+def alignment_prior_weight(global_step: tf.Tensor) -> tf.Tensor:
+    """ALIGNMENT_PRIOR_WEIGHT at step 0, falling linearly to 0 at ALIGNMENT_PRIOR_STEPS."""
+    progress = tf.cast(global_step, tf.float32) / float(ALIGNMENT_PRIOR_STEPS)
+    return ALIGNMENT_PRIOR_WEIGHT * tf.maximum(0.0, 1.0 - progress)
+
 
 def ctc_loss(encoded: tf.Tensor, columns: tf.Tensor, label_ids: tf.Tensor, num_classes: int) -> tf.Tensor:
     """Mean CTC loss per label character of a linear read-out of the encoder columns.
@@ -59,12 +92,14 @@ class ModelOutputs:
 
 
 def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode: Mode,
-                label_ids: tf.Tensor | None = None, cnn_dtype: tf.DType = tf.float32) -> ModelOutputs:
+                label_ids: tf.Tensor | None = None, cnn_dtype: tf.DType = tf.float32,
+                global_step: tf.Tensor | None = None) -> ModelOutputs:
     """images: float32 [B, 32, W, C] (0-255, W a multiple of 4); widths: int32 [B] real widths.
 
     label_ids: int32 [B, max_prediction + 2] (GO, characters, EOS, PAD...), needed for
     "train" and "eval", which decode with teacher forcing and return the loss; "infer"
     decodes greedily and needs none. cnn_dtype: the convolutions' arithmetic (see aocr.precision).
+    global_step: the training step, which fades the alignment prior out ("train" only).
     """
     features, bn_updates = cnn_features(images, widths, training=mode == "train", compute_dtype=cnn_dtype)
     columns = widths // WIDTH_STRIDE
@@ -81,6 +116,8 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
         cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=decoded.logits)
         sequence_loss = tf.reduce_sum(cross_entropy * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
         loss = sequence_loss + CTC_WEIGHT * ctc_loss(encoded, columns, label_ids, params.char_table.num_classes)
+        if global_step is not None and ALIGNMENT_PRIOR_WEIGHT > 0:
+            loss += alignment_prior_weight(global_step) * alignment_prior_loss(decoded.attention, columns, label_ids)
     return ModelOutputs(decoded.logits, decoded.ids, decoded.attention, columns, loss, sequence_loss, bn_updates)
 
 

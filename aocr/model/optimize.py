@@ -9,7 +9,22 @@ import tensorflow as tf
 tf1 = tf.compat.v1
 
 
-def make_optimizer(name: str, learning_rate: float) -> tf1.train.Optimizer:
+# Adam's rate is scaled with the square root of the batch size, from this reference batch.
+REFERENCE_BATCH = 32
+WARMUP_STEPS = 0
+
+
+def scheduled_learning_rate(optimizer: str, base_rate: float, batch_size: int, global_step: tf.Variable) -> tf.Tensor:
+    """Adam: base_rate * sqrt(batch_size / REFERENCE_BATCH); the others: base_rate. Reached linearly
+    over WARMUP_STEPS."""
+    rate = base_rate * (batch_size / REFERENCE_BATCH) ** 0.5 if optimizer == "adam" else base_rate
+    if WARMUP_STEPS <= 0:
+        return tf.constant(rate, tf.float32)
+    warm = tf.minimum(1.0, (tf.cast(global_step, tf.float32) + 1.0) / float(WARMUP_STEPS))
+    return rate * warm
+
+
+def make_optimizer(name: str, learning_rate: float | tf.Tensor) -> tf1.train.Optimizer:
     if name == "adam":
         return tf1.train.AdamOptimizer(learning_rate)
     if name == "adadelta":

@@ -1,0 +1,151 @@
+"""What makes the defaults learn: augmentation, the alignment prior, the validation split, the best
+checkpoint, early stopping, the time budget and fine-tuning from another model."""
+
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aocr.checkpointer import Checkpointer, load_best_score
+from aocr.data.augment import augment
+from aocr.data.records import expand_dataset_paths, scan_labels
+from aocr.holdout import split_scan
+from aocr.init_from import class_mapping
+from aocr.metrics import Accuracy
+from aocr.model.model import alignment_prior_loss
+from aocr.params import ModelParams
+from aocr.session import choose_checkpoint
+from tests.conftest import TINY_SHAPE, run_aocr
+
+tf1 = tf.compat.v1
+
+
+def test_augmentation_keeps_the_contract_and_changes_the_pixels():
+    image = tf.constant(np.tile(np.linspace(0, 255, 64, dtype=np.float32), (32, 1))[:, :, None])
+    for level in ("light", "strong"):
+        out, width = augment(image, tf.constant(64), level, max_width=80)
+        out, width = out.numpy(), int(width)
+        assert width % 4 == 0 and 4 <= width <= 80
+        assert out.shape == (32, width, 1) and out.min() >= 0 and out.max() <= 255
+        if width == 64:
+            assert np.abs(out - image.numpy()).mean() > 1.0
+    same, width = augment(image, tf.constant(64), "none", max_width=80)
+    assert int(width) == 64 and np.array_equal(same.numpy(), image.numpy())
+
+
+def test_alignment_prior_prefers_attention_that_walks_along_the_text():
+    steps, columns = 4, 12
+    label_ids = tf.constant([[1, 3, 4, 5, 2]])  # GO, three characters, EOS
+    diagonal = np.zeros((1, steps, columns), np.float32)
+    for step in range(3):
+        diagonal[0, step, 4 * step + 2] = 1.0
+    stuck = np.zeros((1, steps, columns), np.float32)
+    stuck[0, :, 0] = 1.0
+    on_diagonal = float(alignment_prior_loss(tf.constant(diagonal), tf.constant([columns]), label_ids))
+    on_first_column = float(alignment_prior_loss(tf.constant(stuck), tf.constant([columns]), label_ids))
+    assert on_diagonal < 0.05 < 0.5 < on_first_column
+
+
+def test_validation_split_is_stable_and_disjoint(digits_set):
+    params = ModelParams(**{"max_width": 120, "max_height": 32, "max_prediction": 4, "charset": "0123456789"})
+    scan = scan_labels(expand_dataset_paths(str(digits_set.tfrecords)), params)
+    first, again = split_scan(scan, params, 0.1), split_scan(scan, params, 0.1)
+    assert 5 <= first.held_out <= 40
+    assert [label for _, label in first.validation] == [label for _, label in again.validation]
+    assert first.training.usable + first.held_out == scan.usable
+    held_images = {image for image, _ in first.validation}
+    kept_positions = np.flatnonzero(first.training.keep)
+    assert len(kept_positions) == scan.usable - first.held_out
+    assert len(held_images) == first.held_out
+
+
+class _ScriptedValidation:
+    """Validation scores read from a list, one per checkpoint (the checkpointer's decisions are under test)."""
+
+    def __init__(self, word_accuracies):
+        self.word_accuracies = list(word_accuracies)
+
+    def run(self, writer, step):
+        accuracy = Accuracy(images=100, correct_words=int(100 * self.word_accuracies.pop(0)))
+        return accuracy
+
+
+def test_best_checkpoint_survives_rotation_and_is_chosen(tmp_path):
+    model_dir = str(tmp_path / "model")
+    graph = tf.Graph()
+    with graph.as_default():
+        weight = tf1.get_variable("weight", [], initializer=tf1.zeros_initializer())
+        savers = (tf1.train.Saver(max_to_keep=2), tf1.train.Saver(max_to_keep=1))
+        with tf1.Session() as session:
+            session.run(weight.initializer)
+            checkpointer = Checkpointer(model_dir, ModelParams(), savers, _ScriptedValidation([0.1, 0.5, 0.3, 0.2, 0.5]),
+                                        writer=None)
+            for step in range(1, 6):
+                checkpointer.save(session, step, elapsed=float(step))
+    assert tf.train.latest_checkpoint(model_dir).endswith("model.ckpt-5")
+    assert not tf.io.gfile.exists(f"{model_dir}/model.ckpt-2.index")  # rotated away
+    assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-2")  # a tie (step 5) does not replace it
+    assert choose_checkpoint(model_dir, "latest").endswith("model.ckpt-5")
+    assert load_best_score(model_dir).step == 2 and checkpointer.since_best == 3
+
+
+def test_fine_tuning_carries_the_rows_of_shared_characters():
+    source, target = ModelParams(charset="0123456789"), ModelParams(charset="9AB0")
+    target_ids, source_ids = class_mapping(source, target)
+    assert list(zip(target_ids, source_ids, strict=True)) == [(0, 0), (1, 1), (2, 2), (3, 12), (6, 3)]
+
+
+@pytest.fixture(scope="module")
+def best_model(digits_set, tmp_path_factory):
+    """A tiny model trained with a validation split, early stopping at a learning rate too small to learn."""
+    model_dir = tmp_path_factory.mktemp("best") / "m"
+    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", str(model_dir), *TINY_SHAPE,
+                      "--batch-size", "8", "--steps-per-checkpoint", "1", "--max-steps", "200", "--patience", "2",
+                      "--validation-split", "0.1", "--initial-learning-rate", "1e-9", "--augment", "none",
+                      cwd=model_dir.parent)
+    assert result.returncode == 0, result.stderr
+    return model_dir, result.stderr
+
+
+def test_early_stopping_stops_and_test_uses_the_best_checkpoint(best_model, digits_set):
+    model_dir, log = best_model
+    assert "held out for validation" in log and "stopping early (--patience)" in log
+    stopped = int(re.search(r"stopped at step (\d+)", log).group(1))
+    assert stopped < 20
+    best = load_best_score(str(model_dir))
+    assert best is not None
+    tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(model_dir), cwd=model_dir.parent)
+    assert tested.returncode == 0, tested.stderr
+    assert f"best validated checkpoint, {model_dir}/best/model.ckpt-{best.step}" in tested.stderr
+    latest = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(model_dir), "--checkpoint", "latest",
+                      cwd=model_dir.parent)
+    assert f"latest checkpoint, {model_dir}/model.ckpt-{stopped}" in latest.stderr
+
+
+def test_init_from_starts_a_new_charset_from_a_trained_model(trained_model, digits_set, tmp_path):
+    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "tuned"), "--init-from",
+                      str(trained_model), "--charset", "0123456789X", "--max-steps", "2", "--batch-size", "8",
+                      "--max-width", "120", "--max-height", "32", "--max-prediction", "4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "10 of this model's 11 characters carried, 1 new" in result.stderr
+    assert "training from step 0" in result.stderr
+    tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "tuned"), cwd=tmp_path)
+    words = float(re.search(r"word accuracy: ([\d.]+)%", tested.stderr).group(1))
+    assert words >= 80.0, tested.stderr  # two steps from the trained model, not from scratch
+
+
+def test_init_from_a_model_of_another_size_names_both_values(trained_model, digits_set, tmp_path):
+    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "other"), "--init-from",
+                      str(trained_model), "--attn-num-hidden", "32", "--max-steps", "1", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "--attn-num-hidden" in result.stderr and "64" in result.stderr and "32" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_max_minutes_stops_training(digits_set, tmp_path):
+    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "m"), *TINY_SHAPE,
+                      "--batch-size", "4", "--max-minutes", "0.02", "--steps-per-checkpoint", "100000", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "--max-minutes reached" in result.stderr
+    assert int(re.search(r"stopped at step (\d+)", result.stderr).group(1)) < 1000
