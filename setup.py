@@ -13,7 +13,10 @@ setup(
     packages=find_packages(include=["aocr", "aocr.*"]),
     python_requires=">=3.10",
     install_requires=[line for line in (here / "requirements.txt").read_text().splitlines() if line.strip()],
-    extras_require={"test": ["pytest", "ruff"]},
+    # gRPC serving: tensorflow-serving-api releases track TensorFlow's (2.21 needs TensorFlow 2.21), so pin it to
+    # your TensorFlow's minor version if pip would otherwise move TensorFlow.
+    extras_require={"test": ["pytest", "ruff", "grpcio", "tensorflow-serving-api"],
+                    "grpc": ["grpcio", "tensorflow-serving-api"]},
     entry_points={"console_scripts": ["aocr=aocr.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",

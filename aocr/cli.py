@@ -304,6 +304,9 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--version-label", action="append", default=[], metavar="LABEL=VERSION",
                    help="a version label, as TF Serving's version_labels: requests to /labels/LABEL get that "
                         "version, which is loaded too (repeatable; e.g. --version-label stable=1)")
+    p.add_argument("--grpc-port", type=int, default=8500,
+                   help="port of TF Serving's gRPC API (PredictionService, ModelService); 0: no gRPC "
+                        "(default: %(default)s, as TF Serving's --port)")
 
 
 def build_parser() -> argparse.ArgumentParser:

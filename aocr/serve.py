@@ -5,7 +5,9 @@
     POST /v1/models/NAME[/versions/V | /labels/L]:predict    {"instances": [...]} or {"inputs": ...}
 
 Routing, status codes and error texts are TF Serving's (aocr.serving.rest); a client written for
-tensorflow_model_server works unchanged. SIGTERM or Ctrl-C stops accepting requests, answers those in
+tensorflow_model_server works unchanged. TF Serving's gRPC API (PredictionService: Predict and
+GetModelMetadata; ModelService: GetModelStatus) listens on --grpc-port where the `tensorflow-serving-api`
+package is installed (aocr.serving.grpc_api). SIGTERM or Ctrl-C stops accepting requests, answers those in
 flight, then exits. This module needs only a SavedModel: it imports no model or export code.
 """
 
@@ -16,6 +18,7 @@ import logging
 import signal
 import threading
 import time
+from typing import Any
 
 from aocr.errors import AocrError
 from aocr.serving.rest import App
@@ -26,6 +29,7 @@ log = logging.getLogger("aocr")
 REQUEST_TIMEOUT_S = 30.0  # TF Serving's --rest_api_timeout_in_ms default
 DRAIN_TIMEOUT_S = 30.0  # longest wait for requests in flight once asked to stop
 REST_THREADS = 16
+GRPC_THREADS = 16
 
 
 def serve_rest_until(server: object, stopping: threading.Event) -> None:
@@ -63,13 +67,33 @@ def start_rest(servable: Servable, args: argparse.Namespace) -> object:
         raise AocrError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port") from None
 
 
+def start_grpc(servable: Servable, args: argparse.Namespace) -> Any:
+    """TF Serving's gRPC API on --grpc-port (None with --grpc-port 0, or where its packages are missing)."""
+    if not args.grpc_port:
+        return None
+    try:
+        from aocr.serving import grpc_api
+    except ImportError as e:
+        log.warning("gRPC is off (%s): `pip install 'aocr[grpc]'` adds it (tensorflow-serving-api and grpcio); "
+                    "the REST API serves as usual", e)
+        return None
+    server = grpc_api.start(servable, args.host, args.grpc_port, args.max_request_bytes, GRPC_THREADS,
+                            REQUEST_TIMEOUT_S)
+    log.info("gRPC API (TF Serving's PredictionService and ModelService) at %s:%d", args.host, args.grpc_port)
+    return server
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
     labels = parse_labels(args.version_label or [])
     servable = load_servable(args.export_path, args.model_name, args.export_version, labels, batching=None)
+    grpc_server = rest_server = None
     try:
-        server = start_rest(servable, args)
+        grpc_server = start_grpc(servable, args)
+        rest_server = start_rest(servable, args)
     except AocrError:
+        if grpc_server is not None:
+            grpc_server.stop(grace=None)
         servable.close(timeout=0.0)
         raise
     stopping = threading.Event()
@@ -78,21 +102,24 @@ def run(args: argparse.Namespace) -> int:
         if not stopping.is_set():
             log.info("%s received: answering the requests in flight, then stopping", signal.Signals(signum).name)
         stopping.set()
-        server.pull_trigger()
+        rest_server.pull_trigger()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     served = ", ".join(str(number) for number in sorted(servable.versions, reverse=True))
     label_text = "".join(f", label {label}={number}" for label, number in sorted(labels.items()))
     log.info("serving model '%s' version %s%s from %s at http://%s:%s/v1/models/%s", args.model_name, served,
-             label_text, args.export_path, args.host, server.effective_port, args.model_name)
+             label_text, args.export_path, args.host, rest_server.effective_port, args.model_name)
     try:
-        serve_rest_until(server, stopping)
-        drain_rest(server, DRAIN_TIMEOUT_S)
+        serve_rest_until(rest_server, stopping)
+        grpc_stopped = grpc_server.stop(grace=DRAIN_TIMEOUT_S) if grpc_server is not None else None
+        drain_rest(rest_server, DRAIN_TIMEOUT_S)
+        if grpc_stopped is not None:
+            grpc_stopped.wait(DRAIN_TIMEOUT_S)
     finally:
         from waitress import wasyncore
 
-        server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
-        wasyncore.close_all(server._map)
+        rest_server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
+        wasyncore.close_all(rest_server._map)
         servable.close(DRAIN_TIMEOUT_S)
     return 0

@@ -31,7 +31,8 @@ from common import machine, print_table, rendered_set, write_json  # noqa: E402
 
 def start_server(export_dir: Path) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen([sys.executable, "-m", "aocr", "serve", str(export_dir), "--port", "0",
-                                "--log-path", ""], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                "--grpc-port", "0", "--log-path", ""],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         line = process.stderr.readline()

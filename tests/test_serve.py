@@ -3,9 +3,11 @@
 import base64
 import http.client
 import json
+import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,11 +23,11 @@ from tests.conftest import run_aocr
 MAX_REQUEST_BYTES = 200_000
 
 
-def start_server(export_dir, *flags, cwd):
-    """`aocr serve` on ports the OS picks; returns (process, REST url, log lines of the start)."""
+def start_server(export_dir, *flags, cwd, env=None):
+    """`aocr serve` on a REST port the OS picks; returns (process, REST url, log lines of the start)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "aocr", "serve", str(export_dir), "--port", "0", *flags],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     url, lines = None, []
     deadline = time.monotonic() + 120
     while url is None and time.monotonic() < deadline:
@@ -56,12 +58,23 @@ def exported(trained_model, tmp_path_factory):
     return directory / "model"
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.fixture(scope="module")
-def server(exported):
-    """`aocr serve` with two versions, labelled stable=1 and canary=2; stopped with SIGTERM at the end."""
+def grpc_address():
+    return f"127.0.0.1:{free_port()}"
+
+
+@pytest.fixture(scope="module")
+def server(exported, grpc_address):
+    """`aocr serve` with two versions, labelled stable=1 and canary=2, REST and gRPC; stopped with SIGTERM."""
     process, url, _ = start_server(exported, "--max-request-bytes", str(MAX_REQUEST_BYTES),
                                    "--version-label", "stable=1", "--version-label", "canary=2",
-                                   cwd=exported.parent)
+                                   "--grpc-port", grpc_address.rsplit(":", 1)[1], cwd=exported.parent)
     yield url, process
     stop_server(process)
 
@@ -242,7 +255,7 @@ def test_serve_without_an_export_is_a_clear_error(tmp_path):
 
 
 def test_sigterm_answers_the_requests_in_flight_then_exits(exported, digits_set, expected):
-    process, url, _ = start_server(exported, "--version", "1", cwd=exported.parent)
+    process, url, _ = start_server(exported, "--version", "1", "--grpc-port", "0", cwd=exported.parent)
     host, port = url.removeprefix("http://").split(":")
     body = json.dumps({"instances": [{"b64": b64(digits_set.images[1])}] * 16})
     connections = []
@@ -278,3 +291,98 @@ def test_serve_imports_no_model_export_or_font_code():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def grpc_stubs(address):
+    """tensorflow-serving-api's own client stubs, as a tensorflow_model_server client uses them."""
+    pytest.importorskip("tensorflow_serving.apis")
+    import grpc
+    from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(address)
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel), model_service_pb2_grpc.ModelServiceStub(channel)
+
+
+def grpc_predict(stub, images, name="aocr", version=None, label=None):
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    if version is not None:
+        request.model_spec.version.value = version
+    if label is not None:
+        request.model_spec.version_label = label
+    request.inputs["input"].CopyFrom(tf.make_tensor_proto(images))
+    response = stub.Predict(request, timeout=60)
+    return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}, response.model_spec
+
+
+def test_grpc_predict_gives_the_rest_apis_answers(server, grpc_address, digits_set):
+    url, _ = server
+    prediction, _ = grpc_stubs(grpc_address)
+    images = [p.read_bytes() for p in digits_set.images[:3]]
+    outputs, spec = grpc_predict(prediction, images)
+    status, rest = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(p)} for p in digits_set.images[:3]]})
+    assert status == 200
+    assert [text.decode() for text in outputs["output"]] == [row["output"] for row in rest["predictions"]]
+    assert outputs["probability"].tolist() == pytest.approx([row["probability"] for row in rest["predictions"]])
+    assert (spec.name, spec.version.value, spec.signature_name) == ("aocr", 2, "serving_default")
+    outputs, spec = grpc_predict(prediction, images[0], label="stable")  # a scalar, and a label
+    assert outputs["output"].shape == () and outputs["output"].item().decode() == rest["predictions"][0]["output"]
+    assert spec.version.value == 1
+
+
+def test_grpc_errors_have_tf_servings_codes_and_the_server_keeps_serving(server, grpc_address, digits_set):
+    import grpc
+
+    prediction, _ = grpc_stubs(grpc_address)
+    image = digits_set.images[0].read_bytes()
+    for kwargs, code, text in [
+        ({"images": [b"plain text"]}, grpc.StatusCode.INVALID_ARGUMENT, "Unknown image file format"),
+        ({"images": [image, b""]}, grpc.StatusCode.INVALID_ARGUMENT, "Input is empty"),
+        ({"images": [image], "name": "other"}, grpc.StatusCode.NOT_FOUND,
+         "Servable not found for request: Latest(other)"),
+        ({"images": [image], "version": 9}, grpc.StatusCode.NOT_FOUND,
+         "Servable not found for request: Specific(aocr, 9)"),
+        ({"images": [image], "label": "beta"}, grpc.StatusCode.INVALID_ARGUMENT,
+         "Unrecognized servable version label: beta"),
+        ({"images": [1.5]}, grpc.StatusCode.INVALID_ARGUMENT, "Expects arg[0] to be string but float is provided"),
+    ]:
+        with pytest.raises(grpc.RpcError) as caught:
+            grpc_predict(prediction, **kwargs)
+        assert caught.value.code() == code and text in caught.value.details()
+    outputs, _ = grpc_predict(prediction, [image])
+    assert len(outputs["output"]) == 1
+
+
+def test_grpc_metadata_and_status(server, grpc_address):
+    from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+    prediction, models = grpc_stubs(grpc_address)
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    request.model_spec.name = "aocr"
+    response = prediction.GetModelMetadata(request, timeout=60)
+    signatures = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signatures)
+    assert response.model_spec.version.value == 2
+    assert signatures.signature_def["serving_default"].method_name == "tensorflow/serving/predict"
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = "aocr"
+    status = models.GetModelStatus(request, timeout=60)
+    assert [(s.version, s.state) for s in status.model_version_status] == [
+        (2, get_model_status_pb2.ModelVersionStatus.AVAILABLE), (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
+
+
+def test_without_the_serving_api_package_rest_still_serves(exported, digits_set, expected, tmp_path):
+    blocker = tmp_path / "tensorflow_serving"
+    blocker.mkdir()
+    (blocker / "__init__.py").write_text("raise ImportError('tensorflow_serving blocked by the test')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    process, url, lines = start_server(exported, "--grpc-port", str(free_port()), cwd=exported.parent, env=env)
+    try:
+        assert any("gRPC is off" in line and "aocr[grpc]" in line for line in lines)
+        status, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
+        assert status == 200 and answer["predictions"][0]["output"] == expected[0]
+    finally:
+        stop_server(process)

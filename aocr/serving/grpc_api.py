@@ -1,0 +1,206 @@
+"""TF Serving's gRPC API: PredictionService (Predict, GetModelMetadata) and ModelService (GetModelStatus).
+
+The messages and service definitions are those of the `tensorflow-serving-api` package, so a client
+written for tensorflow_model_server (its PredictionServiceStub and ModelServiceStub) works unchanged.
+Checks, codes and texts follow TF Serving's predict_util.cc, get_model_metadata_impl.cc and
+get_model_status_impl.cc; messages over 1024 characters are cut as its ToGRPCStatus cuts them.
+Importing this module fails with ImportError where `tensorflow-serving-api` or grpcio is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from aocr import savedmodel
+from aocr.errors import AocrError
+from aocr.serving.servables import Servable
+from aocr.serving.status import Code, ServingError, invalid
+
+log = logging.getLogger("aocr")
+
+MESSAGE_LIMIT = 1024
+
+
+def spec_choice(spec: Any) -> tuple[int | None, str | None]:
+    """(version, label) of a ModelSpec: at most one is set."""
+    choice = spec.WhichOneof("version_choice")
+    return (spec.version.value if choice == "version" else None,
+            spec.version_label if choice == "version_label" else None)
+
+
+def as_proto_field(value: np.ndarray) -> Any:
+    """A TensorProto with the values in its typed field (string_val, double_val), as TF Serving answers."""
+    value = np.asarray(value)
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n)
+                                                   for n in value.shape])
+    if value.dtype == object:
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=value.ravel().tolist())
+    return tf.make_tensor_proto(value)
+
+
+def check_inputs(signature: Any, request: Any) -> None:
+    """The request's input names against the signature's (VerifyRequestInputsSize, GetInputValues)."""
+    sent, wanted = set(request.inputs), set(signature.inputs)
+    if sent != wanted:
+
+        def names(keys: set[str]) -> str:
+            return "{" + ",".join(sorted(keys)) + "}"
+
+        raise invalid(f"input size does not match signature: {len(sent)}!={len(wanted)} len({names(sent)}) != "
+                      f"len({names(wanted)}). Sent extra: {names(sent - wanted)}. Missing but required: "
+                      f"{names(wanted - sent)}.")
+    for alias in request.output_filter:
+        if alias not in signature.outputs:
+            raise invalid(f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                          f"{{{','.join(sorted(signature.outputs))}}}.")
+    if len(set(request.output_filter)) != len(request.output_filter):
+        raise invalid(f"duplicate output tensor alias: {request.output_filter[0]}")
+
+
+def input_images(proto: Any) -> np.ndarray:
+    """The DT_STRING input tensor as an object array of bytes."""
+    if proto.dtype != types_pb2.DT_STRING:
+        name = types_pb2.DataType.Name(proto.dtype).removeprefix("DT_").lower()  # TF's DataTypeString
+        raise invalid(f"Expects arg[0] to be string but {name} is provided")
+    try:
+        return tf.make_ndarray(proto)
+    except Exception:  # a malformed TensorProto
+        raise invalid(f"tensor parsing error: {savedmodel.INPUT_KEY}") from None
+
+
+
+def answer(context: Any, method: str, work: Callable[[], Any]) -> Any:
+    """Run one RPC: its response, or an abort with TF Serving's code and text; one log line each."""
+    started = time.perf_counter()
+    code, message = Code.OK, ""
+    try:
+        return work()
+    except ServingError as e:
+        code, message = e.code, e.message
+    except Exception:  # a fault: logged with its traceback, answered INTERNAL
+        log.exception("gRPC %s failed", method)
+        code, message = Code.INTERNAL, "Internal error"
+    finally:
+        log.info("gRPC %s %s %.1f ms", method, code.name, 1000 * (time.perf_counter() - started))
+    if len(message) > MESSAGE_LIMIT:
+        message = message[:MESSAGE_LIMIT] + "...TRUNCATED"
+    context.abort(grpc.StatusCode[code.name], message)
+    return None
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata; Classify, Regress and MultiInference answer UNIMPLEMENTED."""
+
+    def __init__(self, servable: Servable, default_timeout: float) -> None:
+        self.servable = servable
+        self.default_timeout = default_timeout
+
+    def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802 (the gRPC method's name)
+        """PredictRequest -> PredictResponse."""
+        return answer(context, "Predict", lambda: self.predict(request, context.time_remaining()))
+
+    def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """GetModelMetadataRequest (metadata_field "signature_def") -> GetModelMetadataResponse."""
+        return answer(context, "GetModelMetadata", lambda: self.metadata(request))
+
+    def predict(self, request: Any, time_remaining: float | None) -> Any:
+        """TensorflowPredictor::Predict and RunPredict, in their order of checks."""
+        if not request.HasField("model_spec"):
+            raise invalid("Missing ModelSpec")
+        spec = request.model_spec
+        version = self.servable.find(spec.name, *spec_choice(spec))
+        key = spec.signature_name or savedmodel.SIGNATURE
+        signature = version.model.meta_graph.signature_def.get(key)
+        if signature is None:
+            raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
+        if key != savedmodel.SIGNATURE:
+            raise invalid(f'Serving signature name: "{key}" is not served by aocr serve; use '
+                          f'"{savedmodel.SIGNATURE}"')
+        check_inputs(signature, request)
+        images = input_images(request.inputs[savedmodel.INPUT_KEY])
+        timeout = self.default_timeout if time_remaining is None else max(0.0, time_remaining)
+        outputs = version.predict(images, timeout)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = spec.name
+        response.model_spec.signature_name = key
+        response.model_spec.version.value = version.number
+        for alias in request.output_filter or sorted(outputs):
+            response.outputs[alias].CopyFrom(as_proto_field(outputs[alias]))
+        return response
+
+    def metadata(self, request: Any) -> Any:
+        """GetModelMetadataImpl: the signature definitions of the requested version."""
+        if not request.HasField("model_spec"):
+            raise invalid("Missing ModelSpec")
+        if not request.metadata_field:
+            raise invalid("GetModelMetadataRequest must specify at least one metadata_field")
+        for name in request.metadata_field:
+            if name != "signature_def":
+                raise invalid(f"Metadata field {name} is not supported")
+        spec = request.model_spec
+        version = self.servable.find(spec.name, *spec_choice(spec))
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        for key, signature in version.model.meta_graph.signature_def.items():
+            signatures.signature_def[key].CopyFrom(signature)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.servable.name
+        response.model_spec.version.value = version.number
+        response.metadata["signature_def"].Pack(signatures)
+        return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """GetModelStatus; HandleReloadConfigRequest answers UNIMPLEMENTED (one model, fixed at start)."""
+
+    def __init__(self, servable: Servable) -> None:
+        self.servable = servable
+
+    def GetModelStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
+        """GetModelStatusRequest -> GetModelStatusResponse (labels play no part, as in TF Serving)."""
+        return answer(context, "GetModelStatus", lambda: self.status(request))
+
+    def status(self, request: Any) -> Any:
+        if not request.HasField("model_spec"):
+            raise invalid("Missing ModelSpec")
+        version, _ = spec_choice(request.model_spec)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for number in self.servable.status(request.model_spec.name, version):
+            status = response.model_version_status.add(version=number,
+                                                       state=get_model_status_pb2.ModelVersionStatus.AVAILABLE)
+            status.status.SetInParent()  # error_code OK, as TF Serving sets it
+        return response
+
+
+def start(servable: Servable, host: str, port: int, max_message_bytes: int, threads: int,
+          default_timeout: float) -> grpc.Server:
+    """A started gRPC server with both services on host:port; a port in use is an AocrError."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
+                         options=[("grpc.max_receive_message_length", max_message_bytes),
+                                  ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(servable, default_timeout), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(servable), server)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if not bound:
+        raise AocrError(f"cannot listen on {host}:{port} for gRPC; pick another --grpc-port, or 0 for no gRPC")
+    server.start()
+    return server
