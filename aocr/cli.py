@@ -186,6 +186,12 @@ def _shape_flags() -> argparse.ArgumentParser:
     return p
 
 
+def _add_image_limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-image-pixels", type=_positive_int, default=defaults.MAX_IMAGE_PIXELS, metavar="N",
+                   help="skip, naming it, an image whose header declares more than N pixels (a GIF's frames "
+                        "counted together), before anything decodes it (default: %(default)s)")
+
+
 def _add_dataset(sub: Any, common: argparse.ArgumentParser, charset: argparse.ArgumentParser) -> None:
     p = sub.add_parser("dataset", parents=[common, charset], help="annotation file -> TFRecords",
                        description="Write TFRecords from an annotation file of 'path label' lines.")
@@ -196,6 +202,7 @@ def _add_dataset(sub: Any, common: argparse.ArgumentParser, charset: argparse.Ar
                    help="log progress every N lines when not on a terminal (default: %(default)s)")
     p.add_argument("--save-filename", action="store_true",
                    help="store each image's path in the record's 'comment' field")
+    _add_image_limit(p)
 
 
 def _add_train(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -251,6 +258,7 @@ def _add_train(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--step-timeout", type=_positive_float, default=300.0,
                    help="in a cluster, give up (after saving on the chief) when a step waits longer than this "
                         "many seconds for the other tasks (default: %(default)s)")
+    _add_image_limit(p)
 
 
 def _add_test(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -263,6 +271,7 @@ def _add_test(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--no-distance", action="store_true",
                    help="show word accuracy (full matches) instead of character accuracy (1 - normalized edit "
                         "distance) in the progress line; the last line always gives both")
+    _add_image_limit(p)
 
 
 def _add_predict(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -273,6 +282,7 @@ def _add_predict(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                        description="Read text from image files. With no PATH, read paths from stdin, one a line. "
                                    "Prints 'path<TAB>text<TAB>probability' per image.")
     p.add_argument("paths", metavar="PATH", nargs="*", help="image files or directories of images")
+    _add_image_limit(p)
 
 
 def _add_export(sub: Any, parents: list[argparse.ArgumentParser]) -> None:

@@ -49,3 +49,8 @@ VALIDATION_SPLIT = 0.05
 PATIENCE = None
 # Which checkpoint test, predict and export load: "best" (the best validated, else the latest), "latest" or a path.
 CHECKPOINT = "best"
+# The most pixels an image may declare (--max-image-pixels), checked from its header before anything decodes it.
+# 50 megapixels holds a 48 MP phone photo (8000x6000) and a 600 dpi scan of an A4 page (35 MP); decoding one
+# at the limit costs about 800 MB (16 bytes a pixel, measured), where a 110 KB PNG declaring 30000x30000 would
+# cost over 14 GB.
+MAX_IMAGE_PIXELS = 50_000_000

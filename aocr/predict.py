@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 
 import tensorflow as tf
 
+from aocr import defaults
 from aocr.data.images import BadImage, image_size
 from aocr.data.survey import resolve_flags
 from aocr.errors import AocrError
@@ -45,11 +46,12 @@ def stdin_paths() -> Iterator[str]:
             yield path
 
 
-def read_image(path: str) -> bytes | str:
-    """The file's bytes, or a string saying why they cannot be used."""
+def read_image(path: str, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> bytes | str:
+    """The file's bytes, or a string saying why they cannot be used (unreadable, over max_pixels
+    by its header, or turned by an EXIF orientation that the model would not see)."""
     try:
         data = read_bytes(path)
-        image_size(data)
+        image_size(data, max_pixels=max_pixels, upright=True)
     except AocrError as e:
         return str(e).removeprefix(f"{path}: ")
     except BadImage as e:
@@ -65,7 +67,7 @@ def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk
     """
     recognized = failed = 0
     for chunk in chunks(paths, chunk_size):
-        loaded = [(path, read_image(path)) for path in chunk]
+        loaded = [(path, read_image(path, recognizer.max_pixels)) for path in chunk]
         good = [(path, data) for path, data in loaded if isinstance(data, bytes)]
         results = iter(recognizer.recognize([data for _, data in good], batch_size))
         for path, data in loaded:
@@ -85,6 +87,7 @@ def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk
 def run(args: argparse.Namespace) -> int:
     recognizer = Recognizer.from_model_dir(args.model_dir, resolve_flags(explicit_shape(args)), args.gpu_id,
                                            args.checkpoint)
+    recognizer.max_pixels = args.max_image_pixels
     interactive = not args.paths and sys.stdin.isatty()
     if interactive:
         log.info("reading image paths from the terminal, one per line; Ctrl-D to end")

@@ -65,6 +65,7 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
 def run(args: argparse.Namespace) -> int:
     recognizer = Recognizer.from_model_dir(args.model_dir, resolve_flags(explicit_shape(args)), args.gpu_id,
                                            args.checkpoint)
+    recognizer.max_pixels = args.max_image_pixels
     writer = AttentionWriter(args.output_dir) if args.visualize else None
 
     def visualize(record: Record, label: str, result: Result) -> None:

@@ -58,6 +58,7 @@ class TrainConfig:
     init_from: str | None = None  # a model dir whose weights a new model starts from
     synchronous: bool = True  # in a cluster: aggregate every trainer's gradients for each step
     step_timeout: float = 300.0  # in a cluster: a step waiting longer than this means a peer is gone
+    max_image_pixels: int = defaults.MAX_IMAGE_PIXELS  # records whose image declares more are skipped
 
     @property
     def effective_learning_rate(self) -> float:
@@ -100,7 +101,7 @@ def train(config: TrainConfig, params: ModelParams, strategy: Strategy | None = 
     """Train until the epochs or max_steps are done, time or patience runs out, or a stop is requested;
     returns the global step reached. Only the chief writes params.json, checkpoints and summaries."""
     strategy = strategy or Strategy()
-    scan = scan_labels(expand_dataset_paths(config.dataset), params)
+    scan = scan_labels(expand_dataset_paths(config.dataset), params, config.max_image_pixels)
     report_scan(scan, params)
     scan, validation = _validation(config, scan, params, strategy)
     cnn_dtype = training_compute_dtype(config.precision, config.gpu_id, in_cluster=strategy.in_cluster)
@@ -170,7 +171,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         resume=not args.no_resume, seed=args.seed, gpu_id=args.gpu_id, precision=args.precision,
         augment=args.augment, validation=args.validation, validation_split=args.validation_split,
         patience=args.patience, max_minutes=args.max_minutes, init_from=args.init_from,
-        synchronous=not args.use_async, step_timeout=args.step_timeout)
+        synchronous=not args.use_async, step_timeout=args.step_timeout, max_image_pixels=args.max_image_pixels)
 
 
 def params_from_args(args: argparse.Namespace) -> ModelParams:

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
+from aocr import defaults
 from aocr.charset import EOS_ID, GO_ID, PAD_ID, Charset, find_bad_char
+from aocr.data.images import check_image_header
 from aocr.errors import AocrError
 from aocr.params import ModelParams
 
@@ -110,6 +112,7 @@ class LabelScan:
     unknown_chars: Counter = field(default_factory=Counter)
     unknown_records: int = 0
     bad_records: int = 0  # labels with a control character, a byte-order mark or a NUL
+    bad_images: int = 0  # images not to decode: unreadable header, or over --max-image-pixels
     examples: dict[str, list[str]] = field(default_factory=dict)  # kind -> the first NAMED_RECORDS, described
 
     @property
@@ -152,8 +155,12 @@ def _why_not(scan: LabelScan, record: Record, charset: Charset) -> None:
         scan.note("too long", record, f"{len(charset.normalize(record.label))} characters")
 
 
-def scan_labels(files: list[str], params: ModelParams) -> LabelScan:
-    """Read every record's label once and say which ones training can use, and why not the rest."""
+def scan_labels(files: list[str], params: ModelParams,
+                max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> LabelScan:
+    """Read every record's label once and say which ones training can use, and why not the rest.
+
+    A record whose image header is unreadable or declares more than max_pixels pixels is not
+    used either: nothing decodes it (aocr.data.images.check_image_header)."""
     counts: dict[str, int] = {}
     rows: list[np.ndarray] = []
     keep: list[bool] = []
@@ -167,6 +174,10 @@ def scan_labels(files: list[str], params: ModelParams) -> LabelScan:
         ids = encode_label(record.label, params, charset)
         if ids is None:
             _why_not(scan, record, charset)
+        elif (problem := check_image_header(record.image, max_pixels)) is not None:
+            ids = None
+            scan.bad_images += 1
+            scan.note("image", record, problem)
         rows.append(blank if ids is None else ids)
         keep.append(ids is not None)
     total = sum(counts.values())
@@ -198,6 +209,8 @@ def report_scan(scan: LabelScan, params: ModelParams) -> None:
     if scan.bad_records:
         log.warning("%d records skipped: label holds a control character, a byte-order mark or a NUL; "
                     "the first: %s", scan.bad_records, first("bad"))
+    if scan.bad_images:
+        log.warning("%d records skipped: image not to decode; the first: %s", scan.bad_images, first("image"))
     if scan.usable == 0:
         raise AocrError(f"no usable record in {', '.join(scan.files)} ({total} read)")
     log.info("%d records in %d file(s), %d usable", total, len(scan.files), scan.usable)

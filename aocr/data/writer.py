@@ -46,11 +46,13 @@ def make_example(image: bytes, label: str, comment: str | None = None) -> tf.tra
 
 @dataclass(frozen=True)
 class LabelRules:
-    """How `aocr dataset` treats labels: the case rule, and the charset and length the user fixed (None: auto)."""
+    """How `aocr dataset` treats labels: the case rule, and the charset and length the user fixed (None: auto);
+    and the most pixels an image may declare."""
 
     force_uppercase: bool = True
     charset: Charset | None = None
     max_prediction: int | None = None
+    max_image_pixels: int = defaults.MAX_IMAGE_PIXELS  # images declaring more are skipped, never decoded
 
 
 @dataclass
@@ -98,7 +100,7 @@ def _write_one(item: Annotation, writer: tf.io.TFRecordWriter, rules: LabelRules
         return
     try:
         image = read_bytes(item.path)
-        size = image_size(image)
+        size = image_size(image, max_pixels=rules.max_image_pixels, upright=True)
     except (AocrError, BadImage) as e:
         reason = str(e) if isinstance(e, BadImage) else str(e).removeprefix(f"{item.path}: ")
         problems.report("unreadable images", item.line_number, f"{item.path}: {reason}; skipped")
@@ -195,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("charset: %s", source)
         warn_unreachable(charset)
     max_prediction = shape.get("max_prediction")
-    rules = LabelRules(force_uppercase, charset, None if is_auto(max_prediction) else max_prediction)
+    rules = LabelRules(force_uppercase, charset, None if is_auto(max_prediction) else max_prediction,
+                       args.max_image_pixels)
     report = write_dataset(args.annotations_path, args.output_path, rules, args.save_filename, args.log_step)
     log_summary(report, rules, args.output_path)
     return 0
