@@ -23,6 +23,7 @@ from aocr.data.survey import resolve_flags, resolve_from_data
 from aocr.errors import AocrError
 from aocr.holdout import split_scan
 from aocr.init_from import WEIGHT_SHAPING, warm_start
+from aocr.model.optimize import batch_scaled_rate
 from aocr.params import ModelParams, explicit_shape
 from aocr.precision import training_compute_dtype
 from aocr.session import best_dir, latest_checkpoint
@@ -62,7 +63,9 @@ class TrainConfig:
 
     @property
     def effective_learning_rate(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else defaults.LEARNING_RATES[self.optimizer]
+        """The rate the optimizer runs at: the given or default one, scaled to the batch size for Adam."""
+        base = self.learning_rate if self.learning_rate is not None else defaults.LEARNING_RATES[self.optimizer]
+        return batch_scaled_rate(self.optimizer, base, self.batch_size)
 
 
 def _validation(config: TrainConfig, scan: LabelScan, params: ModelParams,

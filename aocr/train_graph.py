@@ -9,7 +9,7 @@ import tensorflow as tf
 from aocr.data.pipeline import training_dataset
 from aocr.data.records import LabelScan
 from aocr.model.model import ModelOutputs, Recognition, build_model
-from aocr.model.optimize import TrainOps, build_train_op, make_optimizer, scheduled_learning_rate
+from aocr.model.optimize import TrainOps, build_train_op, make_optimizer
 from aocr.params import ModelParams
 from aocr.recognizer import Recognizer
 from aocr.session import model_device
@@ -37,8 +37,8 @@ def build_training_graph(scan: LabelScan, params: ModelParams, settings: dict, s
                          with_validation: bool) -> TrainingGraph:
     """Everything one training step runs, placed by `strategy` (one machine or a cluster).
 
-    settings: batch_size, num_epoch, seed, augment, optimizer, learning_rate, max_gradient_norm,
-    gpu_id and cnn_dtype, as TrainConfig holds them.
+    settings: batch_size, num_epoch, seed, augment, optimizer, learning_rate (the effective one),
+    max_gradient_norm, gpu_id and cnn_dtype, as TrainConfig holds them.
     """
     graph = tf.Graph()
     with graph.as_default():
@@ -52,8 +52,7 @@ def build_training_graph(scan: LabelScan, params: ModelParams, settings: dict, s
                 global_step = tf1.train.get_or_create_global_step()
                 model = build_model(batch["images"], batch["widths"], params, "train", batch["label_ids"],
                                     cnn_dtype=settings["cnn_dtype"], global_step=global_step)
-                learning_rate = scheduled_learning_rate(settings["optimizer"], settings["learning_rate"],
-                                                        settings["batch_size"], global_step)
+                learning_rate = tf.constant(settings["learning_rate"], tf.float32)
                 optimizer = strategy.wrap_optimizer(make_optimizer(settings["optimizer"], learning_rate))
                 ops = build_train_op(model.loss, optimizer, global_step, settings["max_gradient_norm"],
                                      model.batch_norm_updates)

@@ -3,6 +3,7 @@ variable names in every mode so one checkpoint serves train, test, predict and e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,11 +25,13 @@ CTC_WEIGHT = 1.0
 
 # The alignment prior (guided attention): early in training, attention far from where the
 # n-th of L characters would sit if the text spread evenly over the image's width is
-# penalized. It only points the attention the right way; its weight fades to zero over
-# ALIGNMENT_PRIOR_STEPS, so text that is not spread evenly is learned as it is.
+# penalized. It only points the attention the right way: its weight falls as the decoder's
+# loss falls (it is a quarter at perplexity 1.4) and fades to zero over ALIGNMENT_PRIOR_STEPS,
+# so text that is not spread evenly is learned as it is once the attention has found it.
 ALIGNMENT_PRIOR_WEIGHT = 1.0
 ALIGNMENT_PRIOR_STEPS = 1500
 ALIGNMENT_PRIOR_WIDTH = 0.25  # tolerance, as a share of the image's width
+ALIGNMENT_PRIOR_FULL_LOSS = math.log(4.0)  # full weight while the perplexity is 4 or more
 
 
 def alignment_prior_loss(attention: tf.Tensor, columns: tf.Tensor, label_ids: tf.Tensor) -> tf.Tensor:
@@ -50,10 +53,12 @@ def alignment_prior_loss(attention: tf.Tensor, columns: tf.Tensor, label_ids: tf
     return tf.reduce_sum(per_step) / tf.maximum(tf.reduce_sum(is_char), 1.0)
 
 
-def alignment_prior_weight(global_step: tf.Tensor) -> tf.Tensor:
-    """ALIGNMENT_PRIOR_WEIGHT at step 0, falling linearly to 0 at ALIGNMENT_PRIOR_STEPS."""
+def alignment_prior_weight(global_step: tf.Tensor, sequence_loss: tf.Tensor) -> tf.Tensor:
+    """ALIGNMENT_PRIOR_WEIGHT, scaled down linearly to 0 at ALIGNMENT_PRIOR_STEPS, and in proportion
+    to the decoder's loss (a scalar) below ALIGNMENT_PRIOR_FULL_LOSS."""
     progress = tf.cast(global_step, tf.float32) / float(ALIGNMENT_PRIOR_STEPS)
-    return ALIGNMENT_PRIOR_WEIGHT * tf.maximum(0.0, 1.0 - progress)
+    unaligned = tf.minimum(1.0, tf.stop_gradient(sequence_loss) / ALIGNMENT_PRIOR_FULL_LOSS)
+    return ALIGNMENT_PRIOR_WEIGHT * tf.maximum(0.0, 1.0 - progress) * unaligned
 
 
 def ctc_loss(encoded: tf.Tensor, columns: tf.Tensor, label_ids: tf.Tensor, num_classes: int) -> tf.Tensor:
@@ -117,7 +122,8 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
         sequence_loss = tf.reduce_sum(cross_entropy * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
         loss = sequence_loss + CTC_WEIGHT * ctc_loss(encoded, columns, label_ids, params.char_table.num_classes)
         if global_step is not None and ALIGNMENT_PRIOR_WEIGHT > 0:
-            loss += alignment_prior_weight(global_step) * alignment_prior_loss(decoded.attention, columns, label_ids)
+            prior_weight = alignment_prior_weight(global_step, sequence_loss)
+            loss += prior_weight * alignment_prior_loss(decoded.attention, columns, label_ids)
     return ModelOutputs(decoded.logits, decoded.ids, decoded.attention, columns, loss, sequence_loss, bn_updates)
 
 
