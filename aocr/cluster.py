@@ -83,7 +83,7 @@ def serve_parameters(cluster: ClusterTask, master: str) -> int:
     log.info("parameter server %d: serving until %d trainers are done", cluster.task_index, remaining)
     wait = tf1.RunOptions(timeout_in_ms=1000)
     with tf1.Session(master, graph=graph, config=cluster_session_config(cluster)) as session, \
-            StopRequest() as stop:
+            StopRequest("stopping") as stop:
         while remaining and not stop.requested:
             try:
                 session.run(take_one, options=wait)

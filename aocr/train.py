@@ -27,6 +27,7 @@ from aocr.model.optimize import batch_scaled_rate
 from aocr.params import ModelParams, explicit_shape
 from aocr.precision import training_compute_dtype
 from aocr.session import best_dir, latest_checkpoint
+from aocr.stop_request import StopRequest
 from aocr.strategy import Strategy
 from aocr.train_graph import TrainingGraph, build_training_graph
 from aocr.train_loop import Limits, TrainingLoop
@@ -193,6 +194,13 @@ def params_from_args(args: argparse.Namespace) -> ModelParams:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`aocr train`, watched for signals from start to end: one before or after the training loop stops at once
+    (there is nothing to save), one during it saves and stops, and a second one always stops at once."""
+    with StopRequest(None):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     params = params_from_args(args)
     config = config_from_args(args)
     cluster = distributed.from_environment()

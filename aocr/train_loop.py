@@ -66,13 +66,13 @@ class TrainingLoop:
         """Train from global step `step`; returns the step reached. Saves before returning (chief)."""
         progress = Progress("train", total=self.limits.total_steps, log_every=0, initial=step)
         failure = None
-        try:
-            with StopRequest() as stop:
+        with StopRequest() as stop:  # the last save too: a signal during it asks again, which stops at once
+            try:
                 step, failure = self._steps(step, progress, stop)
-        finally:
-            progress.close()
-            if self.checkpointer is not None and self.checkpointer.saved_step != step:
-                self.checkpointer.save(self.raw_session, step, progress.elapsed())
+            finally:
+                progress.close()
+                if self.checkpointer is not None and self.checkpointer.saved_step != step:
+                    self.checkpointer.save(self.raw_session, step, progress.elapsed())
         if failure:
             raise AocrError(failure)
         return step

@@ -1,0 +1,134 @@
+"""Signals that always work: `aocr train` is made to block inside TensorFlow by a FIFO with no writer where
+it reads its records, and must still stop at once on a second signal (or on a first one when there is
+nothing to save), saying why, with the exit status of a forced stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from aocr.stop_request import forced_exit_status
+from tests.conftest import TINY_SHAPE
+
+# A forced stop must come this soon after its signal (the process does nothing but log and exit).
+PROMPT_SECONDS = 5
+
+
+class Lines(threading.Thread):
+    """Collects a stream's lines as they come, so a test can wait for one without blocking on the stream."""
+
+    def __init__(self, stream: object) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.lines = stream, []
+
+    def run(self) -> None:
+        for line in self.stream:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return True
+            if not self.is_alive():
+                return False
+            time.sleep(0.05)
+        return False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.fixture
+def few_records(digits_set, tmp_path) -> bytes:
+    """The bytes of a TFRecords file of 8 records: an epoch is two steps of 4."""
+    path = tmp_path / "few.tfrecords"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for number, raw in enumerate(tf.compat.v1.io.tf_record_iterator(str(digits_set.tfrecords))):
+            if number == 8:
+                break
+            writer.write(raw)
+    return path.read_bytes()
+
+
+def start_training(records: Path, cwd: Path) -> tuple[subprocess.Popen, Lines]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aocr", "train", str(records), "--model-dir", str(cwd / "m"), *TINY_SHAPE,
+         "--batch-size", "4", "--validation-split", "0", "--steps-per-checkpoint", "100000", "--log-path", ""],
+        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    lines = Lines(process.stderr)
+    lines.start()
+    return process, lines
+
+
+def stopped_within(process: subprocess.Popen, seconds: float) -> float | None:
+    """Seconds until the process exits, or None (and it is killed) if it does not within `seconds`."""
+    started = time.monotonic()
+    try:
+        process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return None
+    return time.monotonic() - started
+
+
+def block_reads(path: Path) -> None:
+    """Put a FIFO without a writer where `path` was: whoever opens it next waits in the kernel."""
+    fifo = path.with_name(path.name + ".fifo")
+    os.mkfifo(fifo)
+    os.replace(fifo, path)
+
+
+def test_a_second_signal_stops_training_blocked_inside_tensorflow(few_records, tmp_path):
+    records = tmp_path / "records"
+    records.write_bytes(few_records)
+    process, lines = start_training(records, tmp_path)
+    try:
+        assert lines.wait_for("training from step", 300), lines.text
+        block_reads(records)  # the input pipeline reopens the records each epoch: a step blocks inside TensorFlow
+        time.sleep(3)
+        process.send_signal(signal.SIGINT)
+        assert lines.wait_for("SIGINT received: saving a checkpoint and stopping", PROMPT_SECONDS), lines.text
+        time.sleep(1)
+        assert process.poll() is None, "the step was expected to be blocked: " + lines.text
+        process.send_signal(signal.SIGTERM)
+        seconds = stopped_within(process, PROMPT_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    lines.join(timeout=5)
+    assert seconds is not None, "still running after the second signal: " + lines.text
+    assert process.returncode == forced_exit_status(signal.SIGTERM) == 143, lines.text
+    assert "SIGTERM received again: stopping at once, without saving" in lines.text
+    assert "Traceback" not in lines.text
+
+
+def test_a_first_signal_before_training_stops_at_once_even_inside_tensorflow(tmp_path):
+    records = tmp_path / "records"
+    os.mkfifo(records)
+    process, lines = start_training(records, tmp_path)  # reading the records blocks in open()
+    try:
+        time.sleep(8)  # past the imports, into the blocked read of the records
+        assert process.poll() is None, lines.text
+        process.send_signal(signal.SIGINT)
+        seconds = stopped_within(process, PROMPT_SECONDS)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    lines.join(timeout=5)
+    assert seconds is not None, "still running after the signal: " + lines.text
+    assert process.returncode == forced_exit_status(signal.SIGINT) == 130, lines.text
+    assert "SIGINT received: stopping at once" in lines.text
