@@ -4,12 +4,14 @@ nothing to save), saying why, with the exit status of a forced stop."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,16 +73,26 @@ def start_training(records: Path, cwd: Path) -> tuple[subprocess.Popen, Lines]:
     return process, lines
 
 
-def stopped_within(process: subprocess.Popen, seconds: float) -> float | None:
-    """Seconds until the process exits, or None (and it is killed) if it does not within `seconds`."""
-    started = time.monotonic()
+def assert_forced_stop(process: subprocess.Popen, lines: Lines, sig: signal.Signals, message: str) -> None:
+    """Send `sig` and check that the process ends within PROMPT_SECONDS with the forced-stop status and `message`."""
+    process.send_signal(sig)
     try:
-        process.wait(timeout=seconds)
+        process.wait(timeout=PROMPT_SECONDS)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        return None
-    return time.monotonic() - started
+        pytest.fail(f"still running {PROMPT_SECONDS} s after {sig.name}: {lines.text}")
+    lines.join(timeout=5)
+    assert process.returncode == forced_exit_status(sig) == 128 + sig, lines.text
+    assert message in lines.text and "Traceback" not in lines.text, lines.text
+
+
+@contextlib.contextmanager
+def killed_at_the_end(process: subprocess.Popen) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def block_reads(path: Path) -> None:
@@ -94,7 +106,7 @@ def test_a_second_signal_stops_training_blocked_inside_tensorflow(few_records, t
     records = tmp_path / "records"
     records.write_bytes(few_records)
     process, lines = start_training(records, tmp_path)
-    try:
+    with killed_at_the_end(process):
         assert lines.wait_for("training from step", 300), lines.text
         block_reads(records)  # the input pipeline reopens the records each epoch: a step blocks inside TensorFlow
         time.sleep(3)
@@ -102,33 +114,14 @@ def test_a_second_signal_stops_training_blocked_inside_tensorflow(few_records, t
         assert lines.wait_for("SIGINT received: saving a checkpoint and stopping", PROMPT_SECONDS), lines.text
         time.sleep(1)
         assert process.poll() is None, "the step was expected to be blocked: " + lines.text
-        process.send_signal(signal.SIGTERM)
-        seconds = stopped_within(process, PROMPT_SECONDS)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    lines.join(timeout=5)
-    assert seconds is not None, "still running after the second signal: " + lines.text
-    assert process.returncode == forced_exit_status(signal.SIGTERM) == 143, lines.text
-    assert "SIGTERM received again: stopping at once, without saving" in lines.text
-    assert "Traceback" not in lines.text
+        assert_forced_stop(process, lines, signal.SIGTERM, "SIGTERM received again: stopping at once, without saving")
 
 
 def test_a_first_signal_before_training_stops_at_once_even_inside_tensorflow(tmp_path):
     records = tmp_path / "records"
     os.mkfifo(records)
     process, lines = start_training(records, tmp_path)  # reading the records blocks in open()
-    try:
+    with killed_at_the_end(process):
         time.sleep(8)  # past the imports, into the blocked read of the records
         assert process.poll() is None, lines.text
-        process.send_signal(signal.SIGINT)
-        seconds = stopped_within(process, PROMPT_SECONDS)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    lines.join(timeout=5)
-    assert seconds is not None, "still running after the signal: " + lines.text
-    assert process.returncode == forced_exit_status(signal.SIGINT) == 130, lines.text
-    assert "SIGINT received: stopping at once" in lines.text
+        assert_forced_stop(process, lines, signal.SIGINT, "SIGINT received: stopping at once")
