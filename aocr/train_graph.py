@@ -27,6 +27,7 @@ class TrainingGraph:
     global_step: tf.Variable
     images_in_batch: tf.Tensor  # int32 scalar: images in the step's batch (the last one may be short)
     learning_rate: tf.Tensor  # float32 scalar, the rate of this step
+    learning_rate_scale: tf.Tensor  # float32 scalar placeholder (default 1): the schedule's multiplier
     saver: tf1.train.Saver  # the rolling last KEEP_CHECKPOINTS checkpoints
     best_saver: tf1.train.Saver  # the best validated checkpoint, in its own directory
     init: tf.Operation
@@ -52,7 +53,8 @@ def build_training_graph(scan: LabelScan, params: ModelParams, settings: dict, s
                 global_step = tf1.train.get_or_create_global_step()
                 model = build_model(batch["images"], batch["widths"], params, "train", batch["label_ids"],
                                     cnn_dtype=settings["cnn_dtype"], global_step=global_step)
-                learning_rate = tf.constant(settings["learning_rate"], tf.float32)
+                rate_scale = tf1.placeholder_with_default(1.0, [], name="learning_rate_scale")
+                learning_rate = settings["learning_rate"] * rate_scale
                 optimizer = strategy.wrap_optimizer(make_optimizer(settings["optimizer"], learning_rate))
                 ops = build_train_op(model.loss, optimizer, global_step, settings["max_gradient_norm"],
                                      model.batch_norm_updates)
@@ -65,5 +67,5 @@ def build_training_graph(scan: LabelScan, params: ModelParams, settings: dict, s
         saver = tf1.train.Saver(max_to_keep=KEEP_CHECKPOINTS)
         best_saver = tf1.train.Saver(max_to_keep=1)
         init = tf1.global_variables_initializer()
-    return TrainingGraph(graph, model, ops, global_step, images_in_batch, learning_rate, saver, best_saver, init,
-                         validation)
+    return TrainingGraph(graph, model, ops, global_step, images_in_batch, learning_rate, rate_scale, saver,
+                         best_saver, init, validation)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from aocr.checkpointer import Checkpointer
 from aocr.errors import AocrError
+from aocr.model.optimize import rate_scale
 from aocr.progress import Progress
 from aocr.stop_request import StopRequest
 from aocr.strategy import Strategy
@@ -50,6 +51,11 @@ class Limits:
     steps_per_checkpoint: int
     max_seconds: float | None = None  # stop (and save) after this much training time
     patience: int | None = None  # stop after this many validated checkpoints without a better one
+
+    def budget_used(self, step: int, elapsed: float) -> float:
+        """The share of the training budget spent: of the steps, or of the time when that runs out first."""
+        used = step / max(self.total_steps, 1)
+        return used if self.max_seconds is None else max(used, elapsed / self.max_seconds)
 
 
 class TrainingLoop:
@@ -97,8 +103,9 @@ class TrainingLoop:
         stats = IntervalStats()
         while not self._done(step, progress, stop):
             try:
+                scale = rate_scale(self.limits.budget_used(step, progress.elapsed()))
                 loss, sequence_loss, norm, images, rate, step_after = self.session.run(
-                    fetches, options=self.strategy.run_options)
+                    fetches, {self.training.learning_rate_scale: scale}, options=self.strategy.run_options)
             except tf.errors.OutOfRangeError:
                 break
             except tf.errors.OpError as error:

@@ -149,3 +149,15 @@ def test_max_minutes_stops_training(digits_set, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "--max-minutes reached" in result.stderr
     assert int(re.search(r"stopped at step (\d+)", result.stderr).group(1)) < 1000
+
+
+def test_the_rate_decays_over_the_end_of_a_known_budget():
+    from aocr.model.optimize import rate_scale
+    from aocr.train_loop import Limits
+
+    assert rate_scale(0.0) == rate_scale(0.6) == 1.0
+    assert 0.05 < rate_scale(0.8) < rate_scale(0.7) < 1.0 and rate_scale(1.0) == pytest.approx(0.05)
+    by_steps = Limits(total_steps=1000, steps_per_checkpoint=100)
+    assert by_steps.budget_used(700, elapsed=10.0) == pytest.approx(0.7)
+    by_time = Limits(total_steps=10**6, steps_per_checkpoint=100, max_seconds=300.0)
+    assert by_time.budget_used(700, elapsed=240.0) == pytest.approx(0.8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -13,6 +14,21 @@ tf1 = tf.compat.v1
 # rate was tuned at: a larger batch has a less noisy gradient and takes a longer step with it
 # (captcha-style set at batch 65: perplexity 1.45 at step 500 scaled, 1.89 unscaled).
 REFERENCE_BATCH = 32
+
+
+# The rate stays constant for the first DECAY_START of the training budget (the steps of --num-epoch
+# or --max-steps, or --max-minutes, whichever ends first), then follows a half cosine down to
+# FINAL_RATE_SCALE of itself: the last part of a known budget refines instead of wandering.
+DECAY_START = 0.6
+FINAL_RATE_SCALE = 0.05
+
+
+def rate_scale(budget_used: float) -> float:
+    """The multiplier of the learning rate when `budget_used` (0 to 1) of the training budget is spent."""
+    if budget_used <= DECAY_START:
+        return 1.0
+    into_decay = min(1.0, (budget_used - DECAY_START) / (1.0 - DECAY_START))
+    return FINAL_RATE_SCALE + (1.0 - FINAL_RATE_SCALE) * 0.5 * (1.0 + math.cos(math.pi * into_decay))
 
 
 def batch_scaled_rate(optimizer: str, base_rate: float, batch_size: int) -> float:
