@@ -318,6 +318,15 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--grpc-port", type=int, default=8500,
                    help="port of TF Serving's gRPC API (PredictionService, ModelService); 0: no gRPC "
                         "(default: %(default)s, as TF Serving's --port)")
+    p.add_argument("--enable-batching", action=argparse.BooleanOptionalAction, default=True,
+                   help="run concurrent requests together in batches, as TF Serving's --enable_batching "
+                        "(default: on)")
+    p.add_argument("--max-batch-size", type=_positive_int, default=32,
+                   help="most images in one batch; a larger request is split (default: %(default)s)")
+    p.add_argument("--batch-timeout-micros", type=int, default=0,
+                   help="longest wait for a batch to fill; 0: run what is queued at once (default: %(default)s)")
+    p.add_argument("--num-batch-threads", type=_positive_int, default=1,
+                   help="batches run at the same time (default: %(default)s)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,9 +6,11 @@
 
 Routing, status codes and error texts are TF Serving's (aocr.serving.rest); a client written for
 tensorflow_model_server works unchanged. TF Serving's gRPC API (PredictionService: Predict and
-GetModelMetadata; ModelService: GetModelStatus) listens on --grpc-port where the `tensorflow-serving-api`
-package is installed (aocr.serving.grpc_api). SIGTERM or Ctrl-C stops accepting requests, answers those in
-flight, then exits. This module needs only a SavedModel: it imports no model or export code.
+GetModelMetadata; ModelService: GetModelStatus) listens on --grpc-port where the
+`tensorflow-serving-api` package is installed (aocr.serving.grpc_api). Concurrent requests run together
+in batches, as with TF Serving's --enable_batching (aocr.serving.batching). SIGTERM or Ctrl-C stops
+accepting requests, answers those in flight, then exits. This module needs only a SavedModel: it
+imports no model or export code.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import time
 from typing import Any
 
 from aocr.errors import AocrError
+from aocr.serving.batching import BatchOptions
 from aocr.serving.rest import App
 from aocr.serving.servables import Servable, load_servable, parse_labels
 
@@ -30,6 +33,7 @@ REQUEST_TIMEOUT_S = 30.0  # TF Serving's --rest_api_timeout_in_ms default
 DRAIN_TIMEOUT_S = 30.0  # longest wait for requests in flight once asked to stop
 REST_THREADS = 16
 GRPC_THREADS = 16
+MAX_ENQUEUED_IMAGES = 4096  # images waiting for a batch; more are refused with UNAVAILABLE (HTTP 503)
 
 
 def serve_rest_until(server: object, stopping: threading.Event) -> None:
@@ -83,10 +87,22 @@ def start_grpc(servable: Servable, args: argparse.Namespace) -> Any:
     return server
 
 
+def batch_options(args: argparse.Namespace) -> BatchOptions | None:
+    """The batching flags (None with --no-enable-batching)."""
+    if not args.enable_batching:
+        return None
+    if args.batch_timeout_micros < 0:
+        raise AocrError("--batch-timeout-micros must be 0 or more")
+    return BatchOptions(max_batch_size=args.max_batch_size, timeout_s=args.batch_timeout_micros / 1e6,
+                        num_batch_threads=args.num_batch_threads,
+                        max_enqueued_images=max(MAX_ENQUEUED_IMAGES, args.max_batch_size))
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
     labels = parse_labels(args.version_label or [])
-    servable = load_servable(args.export_path, args.model_name, args.export_version, labels, batching=None)
+    batching = batch_options(args)
+    servable = load_servable(args.export_path, args.model_name, args.export_version, labels, batching)
     grpc_server = rest_server = None
     try:
         grpc_server = start_grpc(servable, args)
@@ -108,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     served = ", ".join(str(number) for number in sorted(servable.versions, reverse=True))
     label_text = "".join(f", label {label}={number}" for label, number in sorted(labels.items()))
+    if batching is not None:
+        log.info("batching: up to %d images, %d µs timeout, %d batch threads", batching.max_batch_size,
+                 args.batch_timeout_micros, batching.num_batch_threads)
     log.info("serving model '%s' version %s%s from %s at http://%s:%s/v1/models/%s", args.model_name, served,
              label_text, args.export_path, args.host, rest_server.effective_port, args.model_name)
     try:

@@ -71,8 +71,9 @@ def grpc_address():
 
 @pytest.fixture(scope="module")
 def server(exported, grpc_address):
-    """`aocr serve` with two versions, labelled stable=1 and canary=2, REST and gRPC; stopped with SIGTERM."""
-    process, url, _ = start_server(exported, "--max-request-bytes", str(MAX_REQUEST_BYTES),
+    """`aocr serve` with two versions, labelled stable=1 and canary=2, REST and gRPC, batches of at most
+    3 images (so that the 4-image requests are split); stopped with SIGTERM at the end."""
+    process, url, _ = start_server(exported, "--max-request-bytes", str(MAX_REQUEST_BYTES), "--max-batch-size", "3",
                                    "--version-label", "stable=1", "--version-label", "canary=2",
                                    "--grpc-port", grpc_address.rsplit(":", 1)[1], cwd=exported.parent)
     yield url, process
@@ -236,17 +237,25 @@ def test_bad_requests_get_tf_servings_errors_and_the_server_keeps_serving(server
     assert good == 200 and answer["predictions"][0]["output"] == expected[0]
 
 
-def test_eight_concurrent_clients(server, digits_set, expected):
+def test_concurrent_clients_each_get_their_own_answer_and_a_bad_one_fails_alone(server, digits_set, expected):
+    """Eight clients with different images, run together in batches; a ninth sends bytes that are not an image."""
     url, _ = server
-    body = {"instances": [{"b64": b64(digits_set.images[1])}]}
+    bodies = [{"instances": [{"b64": b64(digits_set.images[i])}]} for i in range(4)]
+    bad = {"instances": [{"b64": base64.b64encode(b"not an image").decode()}]}
 
-    def client(_):
-        return [call(url, "/v1/models/aocr:predict", body) for _ in range(10)]
+    def client(number):
+        if number == 8:
+            return [("bad", call(url, "/v1/models/aocr:predict", bad)) for _ in range(10)]
+        return [(number % 4, call(url, "/v1/models/aocr:predict", bodies[number % 4])) for _ in range(10)]
 
-    with ThreadPoolExecutor(8) as pool:
-        answers = [a for batch in pool.map(client, range(8)) for a in batch]
-    assert len(answers) == 80
-    assert all(status == 200 and answer["predictions"][0]["output"] == expected[1] for status, answer in answers)
+    with ThreadPoolExecutor(9) as pool:
+        answers = [a for batch in pool.map(client, range(9)) for a in batch]
+    assert len(answers) == 90
+    for image, (status, answer) in answers:
+        if image == "bad":
+            assert status == 400 and "Unknown image file format" in answer["error"]
+        else:
+            assert status == 200 and answer["predictions"][0]["output"] == expected[image]
 
 
 def test_serve_without_an_export_is_a_clear_error(tmp_path):

@@ -1,10 +1,11 @@
 """Request batching, as TF Serving's `--enable_batching`: concurrent requests run as one batch.
 
 Each request's images join a queue as one task (a request larger than `max_batch_size` becomes several
-tasks). A batch thread takes queued tasks, up to `max_batch_size` images in all, once the batch is full
-or `timeout_s` has passed since its first task was queued; it runs them in one session run and hands
-each task its own rows of the outputs. With timeout 0 (the default) a lone request runs at once, and
-requests that arrive while the threads are busy wait in the queue and run together.
+tasks). There are no batch threads of their own: while a request waits, and one of `num_batch_threads`
+batch slots is free, its own thread takes the queued tasks (oldest first, up to `max_batch_size` images,
+once the batch is full or `timeout_s` has passed since its first task was queued), runs them in one
+session run and hands each task its rows of the outputs. So a lone request runs at once on its own
+thread, as without batching, and requests that arrive while the slots are busy run together next.
 
 If a batch fails on bad input (one request's bytes are not an image), each of its tasks is run on its
 own, so only the bad request gets the error. Every wait is bounded: a request waits at most its timeout
@@ -19,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,7 +37,7 @@ class BatchOptions:
 
     max_batch_size: int = 32
     timeout_s: float = 0.0  # batch_timeout_micros / 1e6
-    num_batch_threads: int = 2
+    num_batch_threads: int = 1
     max_enqueued_images: int = 4096  # max_enqueued_batches * max_batch_size
 
 
@@ -46,22 +46,21 @@ class _Task:
     images: np.ndarray  # [n] image bytes, 1 <= n <= max_batch_size
     enqueued: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
+    queued: bool = True
 
 
 class Batcher:
-    """Runs `run` on batches formed from concurrent `submit` calls; threads start at once."""
+    """Runs `run` on batches formed from concurrent `submit` calls, on the submitting threads."""
 
     def __init__(self, run: Callable[[np.ndarray], Outputs], options: BatchOptions, name: str = "") -> None:
         self.options = options
+        self.name = name
         self._run = run
         self._queue: deque[_Task] = deque()
         self._queued_images = 0
+        self._running = 0  # batch slots in use
         self._closing = False
         self._lock = threading.Condition()
-        self._threads = [threading.Thread(target=self._work, name=f"batch{name}-{i}", daemon=True)
-                         for i in range(options.num_batch_threads)]
-        for thread in self._threads:
-            thread.start()
 
     def submit(self, images: np.ndarray, timeout: float) -> Outputs:
         """Outputs for `images` ([N] bytes, N >= 1), waiting at most `timeout` seconds."""
@@ -78,64 +77,84 @@ class Batcher:
             self._lock.notify_all()
         deadline = time.monotonic() + timeout
         try:
-            results = [task.future.result(timeout=max(0.0, deadline - time.monotonic())) for task in tasks]
-        except FutureTimeout:
-            raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
-        finally:
             for task in tasks:
-                task.future.cancel()  # no-op for tasks that ran; frees queue room for those that did not
+                self._wait(task, deadline)
+            results = [task.future.result(timeout=0) for task in tasks]
+        finally:
+            self._withdraw(tasks)
         if len(results) == 1:
             return results[0]
         return {key: np.concatenate([result[key] for result in results]) for key in results[0]}
 
+    def _withdraw(self, tasks: list[_Task]) -> None:
+        """Take a request's tasks that never ran out of the queue (it stopped waiting for them)."""
+        with self._lock:
+            for task in tasks:
+                if task.queued:
+                    self._queue.remove(task)
+                    self._queued_images -= len(task.images)
+                    task.queued = False
+                task.future.cancel()  # no-op for a task that ran
+
     def close(self, timeout: float) -> None:
-        """Refuse new requests, answer the queued ones (within `timeout` seconds), stop the threads."""
+        """Refuse new requests and let the queued ones run (within `timeout` seconds); fail what is left."""
+        deadline = time.monotonic() + timeout
         with self._lock:
             self._closing = True
             self._lock.notify_all()
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        with self._lock:
+            while (self._queue or self._running) and time.monotonic() < deadline:
+                self._lock.wait(max(0.0, min(1.0, deadline - time.monotonic())))
             left, self._queue = list(self._queue), deque()
             self._queued_images = 0
         for task in left:
             if task.future.set_running_or_notify_cancel():
                 task.future.set_exception(ServingError(Code.UNAVAILABLE, "The server is shutting down"))
 
-    def _work(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            if batch:
-                self._execute(batch)
+    def _wait(self, task: _Task, deadline: float) -> None:
+        """Until `task` is answered: run a batch of queued tasks whenever a slot is free and it still waits."""
+        while not task.future.done():
+            with self._lock:
+                batch = None
+                if task.queued and self._running < self.options.num_batch_threads:
+                    self._running += 1
+                    batch = self._take_batch()
+                elif not task.future.done():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ServingError(Code.DEADLINE_EXCEEDED, "Deadline Exceeded")
+                    self._lock.wait(min(remaining, 1.0))
+            if batch is not None:
+                try:
+                    self._execute(batch)
+                finally:
+                    with self._lock:
+                        self._running -= 1
+                        self._lock.notify_all()
 
-    def _next_batch(self) -> list[_Task] | None:
-        """Queued tasks for one batch ([] when others took them first), or None once closed and empty."""
+    def _take_batch(self) -> list[_Task]:
+        """Queued tasks for one batch (the lock is held; [] when another slot took them meanwhile)."""
         options = self.options
-        with self._lock:
-            while not self._queue:
-                if self._closing:
-                    return None
-                self._lock.wait(timeout=1.0)
-            deadline = self._queue[0].enqueued + options.timeout_s
-            while self._queue and self._queued_images < options.max_batch_size and not self._closing:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                self._lock.wait(remaining)
-            batch, size = [], 0
-            while self._queue and size + len(self._queue[0].images) <= options.max_batch_size:
-                task = self._queue.popleft()
-                self._queued_images -= len(task.images)
-                if task.future.set_running_or_notify_cancel():  # False: its request gave up waiting
-                    batch.append(task)
-                    size += len(task.images)
-            return batch
+        fill_until = self._queue[0].enqueued + options.timeout_s
+        while self._queue and self._queued_images < options.max_batch_size and not self._closing:
+            remaining = fill_until - time.monotonic()
+            if remaining <= 0:
+                break
+            self._lock.wait(remaining)
+        batch, size = [], 0
+        while self._queue and size + len(self._queue[0].images) <= options.max_batch_size:
+            task = self._queue.popleft()
+            task.queued = False
+            self._queued_images -= len(task.images)
+            if task.future.set_running_or_notify_cancel():
+                batch.append(task)
+                size += len(task.images)
+        return batch
 
     def _execute(self, batch: list[_Task]) -> None:
+        if not batch:
+            return
         images = batch[0].images if len(batch) == 1 else np.concatenate([task.images for task in batch])
+        log.debug("batch%s: %d images from %d requests", self.name, len(images), len(batch))
         try:
             outputs = self._run(images)
         except ServingError as e:

@@ -145,7 +145,7 @@ def load_servable(export_dir: str, name: str, version: int | None, labels: dict[
             model = savedmodel.load(savedmodel.version_path(export_dir, number))
             loaded[number] = Version(number, model)
             if batching is not None:
-                loaded[number].batcher = Batcher(loaded[number].run, batching, f"v{number}")
+                loaded[number].batcher = Batcher(loaded[number].run, batching, f" v{number}")
     except BaseException:
         for done in loaded.values():
             done.close(timeout=1.0)

@@ -1,0 +1,146 @@
+"""Request batching (aocr.serving.batching) in-process, with a stand-in for the session run: fast."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from aocr.serving.batching import Batcher, BatchOptions
+from aocr.serving.status import Code, ServingError
+
+
+class Model:
+    """Answers each image with its own bytes upper-cased; records batch sizes; refuses b"bad"."""
+
+    def __init__(self, seconds=0.0):
+        self.seconds = seconds
+        self.batches = []
+        self.arrived = 0  # images handed to the model, held by the gate or not
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, images):
+        self.arrived += len(images)
+        assert self.gate.wait(10)
+        self.batches.append(len(images))
+        time.sleep(self.seconds)
+        if any(image == b"bad" for image in images):
+            raise ServingError(Code.INVALID_ARGUMENT, "Unknown image file format")
+        return {"output": np.array([image.upper() for image in images], dtype=object),
+                "probability": np.full(len(images), 0.5)}
+
+
+def images(*values):
+    array = np.empty(len(values), dtype=object)
+    array[:] = [v.encode() if isinstance(v, str) else v for v in values]
+    return array
+
+
+def wait_until(condition, seconds=10.0):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def batcher_of():
+    made = []
+
+    def make(model, **options):
+        batcher = Batcher(model, BatchOptions(**options))
+        made.append(batcher)
+        return batcher
+
+    yield make
+    for batcher in made:
+        batcher.close(timeout=5)
+
+
+def test_concurrent_requests_run_together_and_each_gets_its_own_answer(batcher_of):
+    model = Model(seconds=0.05)
+    batcher = batcher_of(model, max_batch_size=32, num_batch_threads=1)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: batcher.submit(images(f"img{i}"), timeout=10), range(24)))
+    assert [a["output"].tolist() for a in answers] == [[f"IMG{i}".encode()] for i in range(24)]
+    assert sum(model.batches) == 24 and max(model.batches) > 1
+
+
+def test_a_request_larger_than_the_batch_is_split_and_answered_in_order(batcher_of):
+    model = Model()
+    batcher = batcher_of(model, max_batch_size=4, num_batch_threads=1)
+    names = [f"i{n}" for n in range(10)]
+    answer = batcher.submit(images(*names), timeout=10)
+    assert answer["output"].tolist() == [n.upper().encode() for n in names]
+    assert answer["probability"].shape == (10,)
+    assert sorted(model.batches) == [2, 4, 4]
+
+
+def test_a_bad_request_fails_alone_and_batching_goes_on(batcher_of):
+    model = Model(seconds=0.02)
+    model.gate.clear()  # hold the first batch so that the next requests queue up together
+    batcher = batcher_of(model, max_batch_size=8, num_batch_threads=1)
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(batcher.submit, images("a"), 10)
+        wait_until(lambda: model.arrived == 1)  # "a" is running, held
+        futures = [pool.submit(batcher.submit, images(name), 10) for name in ("b", "bad", "c", "d")]
+        wait_until(lambda: batcher._queued_images == 4)
+        model.gate.set()
+        assert first.result()["output"].tolist() == [b"A"]
+        with pytest.raises(ServingError) as bad:
+            futures[1].result()
+        assert bad.value.code == Code.INVALID_ARGUMENT
+        assert [futures[i].result()["output"].tolist() for i in (0, 2, 3)] == [[b"B"], [b"C"], [b"D"]]
+    assert 4 in model.batches  # the four queued requests ran as one batch before the retry one by one
+    assert batcher.submit(images("e"), timeout=10)["output"].tolist() == [b"E"]
+
+
+def test_waits_are_bounded(batcher_of):
+    model = Model()
+    model.gate.clear()
+    batcher = batcher_of(model, max_batch_size=2, num_batch_threads=1, max_enqueued_images=3)
+    with ThreadPoolExecutor(2) as pool:
+        stuck = pool.submit(batcher.submit, images("a"), 10)
+        wait_until(lambda: model.arrived == 1)  # "a" is running, held by the gate
+        started = time.monotonic()
+        with pytest.raises(ServingError) as late:
+            batcher.submit(images("b"), timeout=0.2)
+        assert late.value.code == Code.DEADLINE_EXCEEDED and time.monotonic() - started < 2
+        with pytest.raises(ServingError) as full:
+            batcher.submit(images("c", "d", "e", "f"), timeout=5)
+        assert full.value.code == Code.UNAVAILABLE
+        model.gate.set()
+        assert stuck.result(timeout=10)["output"].tolist() == [b"A"]
+    assert model.batches == [1]  # "b" gave up before it ran, so it never ran
+
+
+def test_the_timeout_waits_for_a_fuller_batch(batcher_of):
+    model = Model()
+    batcher = batcher_of(model, max_batch_size=4, timeout_s=1.0, num_batch_threads=1)
+    started = time.monotonic()
+    batcher.submit(images("a"), timeout=10)
+    assert time.monotonic() - started >= 0.95  # alone: it waited for company
+    with ThreadPoolExecutor(4) as pool:
+        started = time.monotonic()
+        list(pool.map(lambda name: batcher.submit(images(name), timeout=10), "wxyz"))
+    assert time.monotonic() - started < 0.9 and model.batches[-1] == 4  # full: it ran at once
+
+
+def test_close_answers_what_is_queued_then_refuses(batcher_of):
+    model = Model(seconds=0.02)
+    model.gate.clear()
+    batcher = batcher_of(model, max_batch_size=2, num_batch_threads=1)
+    with ThreadPoolExecutor(6) as pool:
+        futures = [pool.submit(batcher.submit, images(f"q{i}"), 10) for i in range(6)]
+        wait_until(lambda: batcher._queued_images + model.arrived == 6)  # all in: queued or running
+        closing = threading.Thread(target=batcher.close, args=(10,))
+        closing.start()
+        wait_until(lambda: batcher._closing)
+        model.gate.set()
+        closing.join(10)
+        assert [f.result(timeout=10)["output"].tolist() for f in futures] == [[f"Q{i}".encode()] for i in range(6)]
+    with pytest.raises(ServingError) as closed:
+        batcher.submit(images("late"), timeout=1)
+    assert closed.value.code == Code.UNAVAILABLE
