@@ -63,6 +63,7 @@ def start_server(export_dir: Path, grpc_port: int, flags: list[str]) -> tuple[su
 
 
 def rest_sender(url: str, images: list[bytes]) -> Sender:
+    """send(i): POST image i (modulo) to :predict in the row format; (succeeded, seconds)."""
     bodies = [json.dumps({"instances": [{"b64": base64.b64encode(image).decode()}]}).encode() for image in images]
 
     def send(i: int) -> tuple[bool, float]:
@@ -81,6 +82,7 @@ def rest_sender(url: str, images: list[bytes]) -> Sender:
 
 
 def grpc_sender(address: str, images: list[bytes]) -> Sender:
+    """send(i): image i (modulo) through tensorflow-serving-api's PredictionServiceStub; (succeeded, seconds)."""
     import grpc
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc

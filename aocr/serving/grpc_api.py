@@ -176,6 +176,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return answer(context, "GetModelStatus", lambda: self.status(request))
 
     def status(self, request: Any) -> Any:
+        """GetModelStatusImpl: every loaded version, or the one asked for, AVAILABLE."""
         if not request.HasField("model_spec"):
             raise invalid("Missing ModelSpec")
         version, _ = spec_choice(request.model_spec)

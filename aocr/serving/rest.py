@@ -187,4 +187,5 @@ class TooLarge(ServingError):
 
     @property
     def http_status(self) -> int:
+        """413 Payload Too Large."""
         return 413

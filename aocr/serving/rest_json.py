@@ -125,6 +125,7 @@ def string_tensor(value: Any) -> np.ndarray:
 
 
 def shape_string(shape: tuple[int, ...]) -> str:
+    """A shape as TF Serving prints it: [2,3]."""
     return "[" + ",".join(map(str, shape)) + "]"
 
 
