@@ -41,7 +41,7 @@ log = logging.getLogger("aocr")
 class TrainConfig:
     dataset: str
     model_dir: str
-    batch_size: int = defaults.BATCH_SIZE
+    batch_size: int = defaults.TRAIN_BATCH_SIZE
     num_epoch: int = defaults.NUM_EPOCH
     max_steps: int | None = None
     steps_per_checkpoint: int = defaults.STEPS_PER_CHECKPOINT
@@ -59,7 +59,7 @@ class TrainConfig:
     max_minutes: float | None = None  # stop (and save) after this much training time
     init_from: str | None = None  # a model dir whose weights a new model starts from
     synchronous: bool = True  # in a cluster: aggregate every trainer's gradients for each step
-    step_timeout: float = 300.0  # in a cluster: a step waiting longer than this means a peer is gone
+    step_timeout: float = defaults.STEP_TIMEOUT  # in a cluster: a step waiting longer means a peer is gone
     max_image_pixels: int = defaults.MAX_IMAGE_PIXELS  # records whose image declares more are skipped
 
     @property
@@ -212,6 +212,6 @@ def _run(args: argparse.Namespace) -> int:
     server = tf1.train.Server(tf.train.ClusterSpec(cluster.cluster), job_name=cluster.task_type,
                               task_index=cluster.task_index, config=cluster_session_config(cluster))
     if cluster.task_type == "ps":
-        return serve_parameters(cluster, server.target)
+        return serve_parameters(cluster, server.target, config.step_timeout)
     train(config, params, ClusterStrategy(cluster, server.target, config.synchronous, config.step_timeout))
     return 0

@@ -39,7 +39,7 @@ from aocr.train import TrainConfig, train  # noqa: E402
 ORIGINAL_TRAIN_SHARE_OF_LIMIT = 1 / 1.7
 ORIGINAL_PREDICT_SHARE_OF_LIMIT = 1 / 2.4
 # The learning run whose model the prediction figures load: rendered strings at the default batch size.
-DEFAULT_RUN = f"rendered-b{defaults.BATCH_SIZE}"
+DEFAULT_RUN = f"rendered-b{defaults.TRAIN_BATCH_SIZE}"
 LEARNING_MODEL_DIR = OUT / "learning" / DEFAULT_RUN
 
 

@@ -20,7 +20,7 @@ _ORIGINAL_MODEL_FLAGS = [
 ORIGINAL_FLAGS = {
     "dataset": [("--log-path", "other.log"), ("--log-step", "100"), ("--no-force-uppercase", None),
                 ("--save-filename", None)],
-    "train": [*_ORIGINAL_MODEL_FLAGS, ("--steps-per-checkpoint", "50"), ("--batch-size", "32"),
+    "train": [*_ORIGINAL_MODEL_FLAGS, ("--steps-per-checkpoint", "50"), ("--batch-size", "64"),
               ("--num-epoch", "10"), ("--no-resume", None)],
     "test": [*_ORIGINAL_MODEL_FLAGS, ("--visualize", None)],
     "predict": _ORIGINAL_MODEL_FLAGS,
@@ -84,9 +84,10 @@ def test_a_flag_with_meaning_here_makes_no_note(aocr_log):
     assert (args.no_distance, args.output_dir, args.gpu_id) == (True, "x", 1)
 
 
-def test_defaults_follow_the_original():
+def test_defaults_follow_the_original_but_the_training_batch():
     args = build_parser().parse_args(["train", "data.tfrecords"])
-    assert (args.batch_size, args.steps_per_checkpoint, args.num_epoch) == (65, 100, 1000)
+    assert (args.batch_size, args.steps_per_checkpoint, args.num_epoch) == (32, 100, 1000)
+    assert build_parser().parse_args(["test", "data.tfrecords"]).batch_size == 65
     assert (args.max_gradient_norm, args.model_dir, args.log_path) == (5.0, "./checkpoints", "aocr.log")
     args = build_parser().parse_args(["export"])
     assert (args.format, args.export_path) == ("savedmodel", "./exported")

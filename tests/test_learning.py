@@ -79,8 +79,8 @@ def test_best_checkpoint_survives_rotation_and_is_chosen(tmp_path):
         savers = (tf1.train.Saver(max_to_keep=2), tf1.train.Saver(max_to_keep=1))
         with tf1.Session() as session:
             session.run(weight.initializer)
-            checkpointer = Checkpointer(model_dir, ModelParams(), savers, _ScriptedValidation([0.1, 0.5, 0.3, 0.2, 0.5]),
-                                        writer=None)
+            scores = _ScriptedValidation([0.1, 0.5, 0.3, 0.2, 0.5])
+            checkpointer = Checkpointer(model_dir, ModelParams(), savers, scores, writer=None)
             for step in range(1, 6):
                 checkpointer.save(session, step, elapsed=float(step))
     assert tf.train.latest_checkpoint(model_dir).endswith("model.ckpt-5")
