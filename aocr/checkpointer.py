@@ -36,8 +36,10 @@ class BestScore:
     word_accuracy: float
     character_accuracy: float
 
-    def beaten_by(self, accuracy: Accuracy) -> bool:
-        return (accuracy.word_accuracy, accuracy.character_accuracy) > (self.word_accuracy, self.character_accuracy)
+    def compare(self, accuracy: Accuracy) -> int:
+        """1 when `accuracy` is better (more words right, or as many and more characters), 0 when it ties, -1."""
+        new, old = (accuracy.word_accuracy, accuracy.character_accuracy), (self.word_accuracy, self.character_accuracy)
+        return (new > old) - (new < old)
 
 
 def load_best_score(model_dir: str) -> BestScore | None:
@@ -82,11 +84,13 @@ class Checkpointer:
         return path
 
     def _judge(self, session: tf1.Session, step: int, accuracy: Accuracy) -> None:
-        if self.best is not None and not self.best.beaten_by(accuracy):
-            self.since_best += 1
+        """Keep the checkpoint at `step` as the best when it is better, or as good and newer (it has trained
+        longer); only a better one resets the count of checkpoints without improvement."""
+        verdict = 1 if self.best is None else self.best.compare(accuracy)
+        self.since_best = 0 if verdict > 0 else self.since_best + 1
+        if verdict < 0 or (self.best is not None and self.best.step == step):
             return
         self.best = BestScore(step, accuracy.word_accuracy, accuracy.character_accuracy)
-        self.since_best = 0
         directory = best_dir(self.model_dir)
         tf.io.gfile.makedirs(directory)
         self.best_saver.save(session, join(directory, "model.ckpt"), global_step=step, write_meta_graph=False)

@@ -79,15 +79,17 @@ def test_best_checkpoint_survives_rotation_and_is_chosen(tmp_path):
         savers = (tf1.train.Saver(max_to_keep=2), tf1.train.Saver(max_to_keep=1))
         with tf1.Session() as session:
             session.run(weight.initializer)
-            scores = _ScriptedValidation([0.1, 0.5, 0.3, 0.2, 0.5])
+            scores = _ScriptedValidation([0.1, 0.5, 0.3, 0.2, 0.2, 0.5])
             checkpointer = Checkpointer(model_dir, ModelParams(), savers, scores, writer=None)
             for step in range(1, 6):
                 checkpointer.save(session, step, elapsed=float(step))
-    assert tf.train.latest_checkpoint(model_dir).endswith("model.ckpt-5")
-    assert not tf.io.gfile.exists(f"{model_dir}/model.ckpt-2.index")  # rotated away
-    assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-2")  # a tie (step 5) does not replace it
-    assert choose_checkpoint(model_dir, "latest").endswith("model.ckpt-5")
-    assert load_best_score(model_dir).step == 2 and checkpointer.since_best == 3
+            assert tf.train.latest_checkpoint(model_dir).endswith("model.ckpt-5")
+            assert not tf.io.gfile.exists(f"{model_dir}/model.ckpt-2.index")  # rotated away
+            assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-2")
+            assert choose_checkpoint(model_dir, "latest").endswith("model.ckpt-5")
+            assert load_best_score(model_dir).step == 2 and checkpointer.since_best == 3
+            checkpointer.save(session, 6, elapsed=6.0)  # as good as step 2 and newer: kept, but no improvement
+    assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-6") and checkpointer.since_best == 4
 
 
 def test_fine_tuning_carries_the_rows_of_shared_characters():
