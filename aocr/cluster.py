@@ -1,12 +1,20 @@
 """The parts of distributed training that talk to TensorFlow's runtime: session creation for
-non-chief workers, the start barrier, and parameter servers that leave when the trainers are done."""
+non-chief workers, the start barrier, and an ordered shutdown.
+
+The shutdown keeps any task from waiting on one that has already left: a trainer closes its
+training session first (bounded in time), then leaves a "done" token on every parameter
+server; a parameter server leaves only once every trainer has said it is done or is gone, and
+then only once every trainer's process has exited (its address no longer answers), so that no
+trainer's session close talks to a parameter server that has left."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import tensorflow as tf
 
@@ -44,8 +52,14 @@ def cluster_session_config(cluster: ClusterTask) -> tf1.ConfigProto:
     return config
 
 
+# Seconds a trainer gives each part of its shutdown (closing its session, saying it is done) before it goes on.
+CLOSE_TIMEOUT = 30.0
+# Seconds between a parameter server's looks at the trainers while it waits for them to leave.
+POLL_SECONDS = 0.2
+
+
 def _done_queue(cluster: ClusterTask, ps_index: int) -> tf1.FIFOQueue:
-    """A queue on parameter server `ps_index` in which each trainer leaves a token when it is done."""
+    """A queue on parameter server `ps_index` in which each trainer leaves its rank when it is done."""
     with tf.device(f"/job:ps/task:{ps_index}"):
         return tf1.FIFOQueue(len(cluster.trainers), tf.int32, shared_name=f"aocr_done_{ps_index}")
 
@@ -69,29 +83,119 @@ def wait_for_trainers(session: tf1.Session, barrier: tuple[tf.Operation, tf.Tens
         time.sleep(0.2)
 
 
-def parameter_server_done_ops(cluster: ClusterTask) -> list[tf.Operation]:
-    return [_done_queue(cluster, i).enqueue(1) for i in range(len(cluster.cluster.get("ps", [])))]
+def answers(address: str, timeout: float = 1.0) -> bool:
+    """Whether a task's address accepts a TCP connection, that is, whether its process still runs."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
-def serve_parameters(cluster: ClusterTask, master: str) -> int:
-    """A parameter server holds variables for the trainers, and leaves once each has said it is done
-    (or on SIGINT/SIGTERM)."""
+def task_name(job: str, index: int, cluster: ClusterTask) -> str:
+    return f"{job} {index} ({cluster.cluster[job][index]})"
+
+
+def silent_tasks(cluster: ClusterTask) -> list[str]:
+    """The other tasks of the cluster whose address does not answer, named."""
+    return [task_name(job, index, cluster) for job, addresses in cluster.cluster.items()
+            for index, address in enumerate(addresses)
+            if (job, index) != (cluster.task_type, cluster.task_index) and not answers(address)]
+
+
+def bounded(action: Callable[[], object], seconds: float, what: str) -> bool:
+    """Run `action` in a thread and wait at most `seconds` for it; False (and a warning) if it took longer.
+
+    TensorFlow's calls cannot be interrupted: one that waits on a vanished peer is left behind,
+    in a daemon thread that does not keep the process alive."""
+    finished = threading.Event()
+
+    def run() -> None:
+        try:
+            action()
+        except (tf.errors.OpError, RuntimeError) as e:  # a peer already gone: nothing more to do with it
+            log.debug("%s: %s", what, e)
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, name=f"aocr {what}", daemon=True).start()
+    if finished.wait(seconds):
+        return True
+    log.warning("%s took over %g s (a task of the cluster is gone?); going on without it", what, seconds)
+    return False
+
+
+def say_done(cluster: ClusterTask, master: str, timeout: float) -> None:
+    """Leave this trainer's rank in every parameter server's done queue, from a session of its own
+    (the training session is closed by then)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tokens = [_done_queue(cluster, i).enqueue(cluster.trainer_rank) for i in range(len(cluster.cluster["ps"]))]
+    with tf1.Session(master, graph=graph, config=cluster_session_config(cluster)) as session:
+        session.run(tokens, options=tf1.RunOptions(timeout_in_ms=int(1000 * timeout)))
+
+
+def _await_done_tokens(session: tf1.Session, take_one: tf.Tensor, cluster: ClusterTask, timeout: float,
+                       stop: StopRequest) -> None:
+    """Return once every trainer has said it is done, or those that have not are gone, or `timeout` seconds
+    have passed since the first one said so (or a stop is requested)."""
+    trainers = cluster.trainers
+    done: set[int] = set()
+    first_done = None
+    wait = tf1.RunOptions(timeout_in_ms=1000)
+    while not stop.requested and len(done) < len(trainers):
+        with contextlib.suppress(tf.errors.DeadlineExceededError):
+            done.add(int(session.run(take_one, options=wait)))
+            first_done = first_done or time.monotonic()
+        if first_done is None:
+            continue  # before any trainer is done, a silent one may not have started yet
+        waiting = [task_name(*trainers[rank], cluster) for rank in range(len(trainers)) if rank not in done]
+        if waiting and not any(answers(cluster.cluster[job][index]) for job, index in
+                               (trainers[r] for r in range(len(trainers)) if r not in done)):
+            log.warning("parameter server %d: %s left without saying done", cluster.task_index, ", ".join(waiting))
+            return
+        if waiting and time.monotonic() - first_done > timeout:
+            log.warning("parameter server %d: %s not done %g s after the first trainer; leaving",
+                        cluster.task_index, ", ".join(waiting), timeout)
+            return
+
+
+def _await_exits(cluster: ClusterTask, timeout: float, stop: StopRequest) -> None:
+    """Wait until no trainer's address answers any more (each process has exited), at most `timeout` s."""
+    addresses = [cluster.cluster[job][index] for job, index in cluster.trainers]
+    deadline = time.monotonic() + timeout
+    while not stop.requested and time.monotonic() < deadline:
+        if not any(answers(address, timeout=POLL_SECONDS) for address in addresses):
+            return
+        time.sleep(POLL_SECONDS)
+    if not stop.requested:
+        log.warning("parameter server %d: a trainer still runs %g s after saying it was done; leaving",
+                    cluster.task_index, timeout)
+
+
+def serve_parameters(cluster: ClusterTask, master: str, timeout: float = 120.0) -> int:
+    """A parameter server holds variables for the trainers. It leaves once every trainer has said it is done
+    (or is gone, or `timeout` seconds after the first was done) and every trainer's process has exited (or
+    `timeout` seconds more), so none is left closing a session towards it; or on SIGINT/SIGTERM."""
     graph = tf.Graph()
     with graph.as_default():
         take_one = _done_queue(cluster, cluster.task_index).dequeue()
-    remaining = len(cluster.trainers)
-    log.info("parameter server %d: serving until %d trainers are done", cluster.task_index, remaining)
-    wait = tf1.RunOptions(timeout_in_ms=1000)
+    log.info("parameter server %d: serving until %d trainers are done", cluster.task_index, len(cluster.trainers))
     with tf1.Session(master, graph=graph, config=cluster_session_config(cluster)) as session, \
             StopRequest("stopping") as stop:
-        while remaining and not stop.requested:
-            try:
-                session.run(take_one, options=wait)
-                remaining -= 1
-            except tf.errors.DeadlineExceededError:
-                continue
+        _await_done_tokens(session, take_one, cluster, timeout, stop)
+        _await_exits(cluster, timeout, stop)
     log.info("parameter server %d: done", cluster.task_index)
     return 0
+
+
+def _close_training_session(session: tf1.train.MonitoredSession, raw_session: tf1.Session) -> None:
+    """Close the tf.Session first: that cancels the ops TensorFlow's own threads still wait in (the sync
+    optimizer's token queue runner waits for gradients that will not come), so the MonitoredSession's close
+    need not wait out its grace period for them, and they end quietly instead of with a traceback."""
+    raw_session.close()
+    session.close()
 
 
 class _RawSession(tf1.train.SessionRunHook):
@@ -137,7 +241,6 @@ class ClusterStrategy(Strategy):
         return optimizer
 
     def build_ops(self) -> None:
-        self.done_signals = parameter_server_done_ops(self.cluster)
         self.barrier = start_barrier(self.cluster)
 
     def describe(self) -> str:
@@ -163,14 +266,18 @@ class ClusterStrategy(Strategy):
         wait_for_trainers(raw_session, self.barrier, self.shards, self.step_timeout)
 
     def step_failure(self, error: tf.errors.OpError) -> str | None:
-        if isinstance(error, tf.errors.DeadlineExceededError):
-            return (f"a training step waited over {self.step_timeout:g} s: another task of the cluster has "
-                    "stopped or is unreachable")
-        return None
+        """A step that waited past --step-timeout, or lost its connection, names the tasks that no longer answer."""
+        if not isinstance(error, tf.errors.DeadlineExceededError | tf.errors.UnavailableError | tf.errors.AbortedError):
+            return None
+        what = (f"a training step waited over {self.step_timeout:g} s (--step-timeout)"
+                if isinstance(error, tf.errors.DeadlineExceededError) else "a training step lost a task of the cluster")
+        silent = silent_tasks(self.cluster)
+        if silent:
+            return f"{what}: {', '.join(silent)} does not answer: stopped or unreachable"
+        return f"{what}: every other task still answers, but one has stopped training or is stuck"
 
     def close(self, session: object, raw_session: tf1.Session) -> None:
-        for signal_done in self.done_signals:
-            raw_session.run(signal_done)
-        # A MonitoredSession whose peers are gone may complain on close, which changes nothing.
-        with contextlib.suppress(tf.errors.OpError, RuntimeError):
-            session.close()
+        """Close the training session, then say done to the parameter servers, each bounded in time."""
+        bounded(lambda: _close_training_session(session, raw_session), CLOSE_TIMEOUT, "closing the training session")
+        bounded(lambda: say_done(self.cluster, self.master, CLOSE_TIMEOUT), CLOSE_TIMEOUT,
+                "telling the parameter servers this trainer is done")

@@ -16,6 +16,7 @@ from tests.conftest import TINY_SHAPE, run_aocr
 from tools.local_cluster import free_ports
 
 LAUNCHER = Path(__file__).resolve().parent.parent / "tools" / "local_cluster.py"
+TRIALS = LAUNCHER.with_name("cluster_trials.py")
 
 
 @pytest.mark.parametrize(("config", "words"), [
@@ -105,8 +106,19 @@ def test_synchronous_cluster_and_a_killed_worker_leave_a_loadable_checkpoint(dig
             launcher.send_signal(signal.SIGINT)
             launcher.communicate(timeout=60)
     chief_log = (tmp_path / "m-logs" / "worker-0.log").read_text()
-    assert "another task of the cluster has stopped" in chief_log, chief_log
+    assert re.search(r"ERROR a training step waited over 10 s \(--step-timeout\): worker 1 \(127\.0\.0\.1:\d+\) "
+                     "does not answer", chief_log), chief_log
+    assert launcher.returncode == 1  # the chief exits non-zero
+    assert "left without saying done" in (tmp_path / "m-logs" / "ps-0.log").read_text()
     checkpoint = tf.train.latest_checkpoint(str(model))
     assert checkpoint is not None and int(checkpoint.rsplit("-", 1)[1]) >= 5
     tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(model), cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
+
+
+def test_synchronous_cluster_shuts_down_in_order_within_seconds_of_the_last_step(tmp_path):
+    """1 ps + chief + 1 worker, the case of issue 16 (the chief used to hang closing its session towards a
+    parameter server that had left): every process exits 0 within 30 s of the last step."""
+    result = subprocess.run([sys.executable, str(TRIALS), "--runs", "1", "--within", "30", "--hang-after", "120",
+                             "--work-dir", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0 and "1 of 1 runs passed" in result.stdout, result.stdout + result.stderr

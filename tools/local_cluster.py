@@ -39,11 +39,17 @@ def cluster_spec(ps: int, workers: int) -> dict[str, list[str]]:
             "ps": [f"127.0.0.1:{p}" for p in ports[workers:]]}
 
 
+def task_command(cluster: dict, job: str, index: int, train_args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of one task's `aocr train`."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1",
+               TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": job, "index": index}}))
+    return [sys.executable, "-m", "aocr", "train", *train_args, "--log-path", ""], env
+
+
 def start(cluster: dict, job: str, index: int, train_args: list[str], log_dir: Path) -> subprocess.Popen:
-    env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": job, "index": index}}))
+    command, env = task_command(cluster, job, index, train_args)
     log = open(log_dir / f"{job}-{index}.log", "w")  # noqa: SIM115 - closed when the process is reaped
-    return subprocess.Popen([sys.executable, "-m", "aocr", "train", *train_args, "--log-path", ""],
-                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def stop_all(processes: list[subprocess.Popen]) -> None:
