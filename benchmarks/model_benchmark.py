@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import statistics
 import subprocess
 import sys
@@ -54,24 +55,21 @@ def training_speed(tfrecords: Path, params: ModelParams, batch_size: int, steps:
     return (last_step - first_step) * batch_size / (last_time - first_time)
 
 
-def learning_runs(names: list[str], params: ModelParams) -> dict[str, LearningRun]:
-    """The learning runs by name: rendered strings at batch 32, 65 (the default) and 128, captcha-style
-    images, and 500 training images with and without augmentation."""
-    _, rendered = rendered_set("rendered-train-6000", 6000, seed=11)
-    _, rendered_test = rendered_set("rendered-test-500", 500, seed=12)
-    runs = {f"rendered-b{b}": LearningRun(f"rendered-b{b}", rendered, rendered_test, params, b) for b in (32, 65, 128)}
-    if any(name.startswith("captcha") for name in names):
-        _, captcha = captcha_set("captcha-train-6000", 6000, seed=21)
-        _, captcha_test = captcha_set("captcha-test-300", 300, seed=22)
-        runs["captcha-b65"] = LearningRun("captcha-b65", captcha, captcha_test, ModelParams(160, 60, 6), 65)
-    if any(name.startswith("small") for name in names):
-        _, small = rendered_set("rendered-train-500", 500, seed=13)
-        runs["small-b65"] = LearningRun("small-b65", small, rendered_test, params, 65)
-        runs["small-b65-noaug"] = LearningRun("small-b65-noaug", small, rendered_test, params, 65, "none")
-    unknown = sorted(set(names) - set(runs))
-    if unknown:
-        raise SystemExit(f"unknown learning runs {unknown}; known: {sorted(runs)}")
-    return {name: runs[name] for name in names}
+def learning_run(name: str, params: ModelParams) -> LearningRun:
+    """A learning run named SET-bBATCH[-noaug]: SET is rendered (6000 rendered strings), captcha (6000
+    captcha-style images) or small (500 rendered strings), all tested on held-out images of their kind."""
+    match = re.fullmatch(r"(rendered|captcha|small)-b(\d+)(-noaug)?", name)
+    if not match:
+        raise SystemExit(f"unknown learning run {name!r}: expected SET-bBATCH[-noaug], SET rendered|captcha|small")
+    kind, batch, augment = match.group(1), int(match.group(2)), "none" if match.group(3) else "light"
+    if kind == "captcha":
+        _, train_records = captcha_set("captcha-train-6000", 6000, seed=21)
+        _, test_records = captcha_set("captcha-test-300", 300, seed=22)
+        return LearningRun(name, train_records, test_records, ModelParams(160, 60, 6), batch, augment)
+    _, train_records = (rendered_set("rendered-train-6000", 6000, seed=11) if kind == "rendered"
+                        else rendered_set("rendered-train-500", 500, seed=13))
+    _, test_records = rendered_set("rendered-test-500", 500, seed=12)
+    return LearningRun(name, train_records, test_records, params, batch, augment)
 
 
 def prediction_speed(model_dir: Path, params: ModelParams, images: list[Path], rounds: int = 3) -> dict:
@@ -128,8 +126,8 @@ def main() -> None:
     parser.add_argument("--test-count", type=int, default=500)
     parser.add_argument("--learning-only", action="store_true", help="only the accuracy-versus-time curves")
     parser.add_argument("--learning-runs", default=DEFAULT_RUN,
-                        help="comma-separated learning runs: rendered-b32, rendered-b65, rendered-b128, captcha-b65, "
-                             "small-b65, small-b65-noaug (default: %(default)s)")
+                        help="comma-separated learning runs SET-bBATCH[-noaug], SET rendered, captcha or small, "
+                             "e.g. rendered-b65,captcha-b32,small-b32-noaug (default: %(default)s)")
     parser.add_argument("--predict-only", action="store_true",
                         help="only prediction speed, with the model a previous full run trained")
     args = parser.parse_args()
@@ -146,7 +144,7 @@ def main() -> None:
         results["predict"] = prediction_speed(LEARNING_MODEL_DIR, params, test_images[:300])
         print(json.dumps(results["predict"], indent=2))
         return
-    runs = learning_runs(args.learning_runs.split(","), params)
+    runs = {name: learning_run(name, params) for name in args.learning_runs.split(",")}
     if args.learning_only:
         results["learning"] = {name: learning_curve(run, minutes) for name, run in runs.items()}
         print_learning(results["learning"])
