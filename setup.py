@@ -1,16 +1,21 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 here = Path(__file__).parent
+# The version lives in aocr/__init__.py alone; read, not imported (importing aocr needs its requirements).
+version = re.search(r'^__version__ = "([^"]+)"$', (here / "aocr" / "__init__.py").read_text(encoding="utf-8"),
+                    re.MULTILINE).group(1)
 setup(
     name="aocr",
-    version="1.0.0",
+    version=version,
     description="Attention-based OCR with TensorFlow: datasets, training, testing, export and serving",
     long_description=(here / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
     packages=find_packages(include=["aocr", "aocr.*"]),
+    package_data={"aocr": ["templates/*.html"]},
     python_requires=">=3.10",
     install_requires=[line for line in (here / "requirements.txt").read_text().splitlines() if line.strip()],
     # gRPC serving: tensorflow-serving-api releases track TensorFlow's (2.21 needs TensorFlow 2.21), so pin it to

@@ -25,7 +25,8 @@ from aocr.visualize import AttentionWriter
 log = logging.getLogger("aocr")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
-# Images read ahead and recognized together, so that similar widths can share a batch.
+# Images (predict) or records (test) read ahead and recognized together, this many batches' worth
+# at a time, so that images of similar width can share a batch.
 CHUNK_BATCHES = 4
 
 

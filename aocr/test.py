@@ -12,14 +12,12 @@ from aocr.data.survey import resolve_flags
 from aocr.errors import AocrError
 from aocr.metrics import Accuracy
 from aocr.params import explicit_shape
+from aocr.predict import CHUNK_BATCHES
 from aocr.progress import Progress
 from aocr.recognizer import Recognizer, Result, chunks
 from aocr.visualize import AttentionWriter
 
 log = logging.getLogger("aocr")
-
-# Records recognized together: several batches, so images of similar width can share one.
-CHUNK_BATCHES = 4
 
 
 def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_full_match: bool = False,

@@ -4,10 +4,13 @@ word.txt, and an HTML report over all images that opens from the file system."""
 
 from __future__ import annotations
 
+import functools
 import html
+import importlib.resources
 import io
 import json
 import re
+from string import Template
 
 import numpy as np
 import tensorflow as tf
@@ -18,35 +21,60 @@ from aocr.metrics import Accuracy
 from aocr.model.cnn import WIDTH_STRIDE
 from aocr.recognizer import Result
 
-CAPTION_HEIGHT = 18
+# Word crops are about 100x30 pixels: drawn at that size, a step's heat map and character are
+# hard to make out, so frames are scaled up to DISPLAY_HEIGHT (never down, and no wider than
+# MAX_DISPLAY_WIDTH), the image smoothly and the heat map column by column.
+DISPLAY_HEIGHT = 112
+MAX_DISPLAY_WIDTH = 1600
+CAPTION_FONT_SIZE = 20
+CAPTION_HEIGHT = 28
 FRAME_MS = 500
+HEAT_RED = np.array([255.0, 0.0, 0.0])
+HEAT_OPACITY = 0.6
 
 
 def attention_over_width(weights: np.ndarray, resized_width: int, original_width: int) -> np.ndarray:
-    """One step's weights over encoder columns [columns] -> weights over the original image's pixel columns
-    [original_width]. Column j covers resized pixels 4j..4j+3, i.e. a 4/resized_width share of the original."""
+    """One step's weights over encoder columns [columns] -> weights over the pixel columns of the image as
+    drawn [original_width], whatever its scale. Column j covers the CNN's input pixels WIDTH_STRIDE*j ..
+    WIDTH_STRIDE*(j+1)-1 (of resized_width), i.e. a WIDTH_STRIDE/resized_width share of the drawn width."""
     pixel = (np.arange(original_width) + 0.5) * resized_width / original_width
     column = np.clip((pixel // WIDTH_STRIDE).astype(int), 0, len(weights) - 1)
     spread = weights[column]
     return spread / max(float(spread.max()), 1e-9)
 
 
+def display_size(width: int, height: int) -> tuple[int, int]:
+    """The size an image of width x height is drawn at: scaled to DISPLAY_HEIGHT with its aspect ratio
+    kept, narrowed to fit MAX_DISPLAY_WIDTH, never smaller than the image itself."""
+    scale = max(1.0, min(DISPLAY_HEIGHT / height, MAX_DISPLAY_WIDTH / width))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+@functools.lru_cache(maxsize=1)
+def caption_font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's built-in font at CAPTION_FONT_SIZE (a scalable one when Pillow has FreeType, which
+    needs no font file), else its small bitmap font."""
+    try:
+        return ImageFont.load_default(size=CAPTION_FONT_SIZE)
+    except (TypeError, ImportError, OSError):
+        return ImageFont.load_default()
+
+
 def step_frames(image: bytes, result: Result) -> list[Image.Image]:
-    """One RGB frame per decoding step through EOS: the original image tinted red where the step
-    looked, with a caption naming the step's character."""
+    """One RGB frame per decoding step through EOS: the image, scaled up to display_size, tinted red
+    where the step looked, with a caption naming the step's character."""
     original = Image.open(io.BytesIO(image)).convert("RGB")
-    width, height = original.size
-    base = np.asarray(original, dtype=np.float32)
-    font = ImageFont.load_default()
+    width, height = display_size(*original.size)
+    base = np.asarray(original.resize((width, height), Image.Resampling.BICUBIC), dtype=np.float32)
+    font = caption_font()
     frames = []
     for step, weights in enumerate(result.attention):
-        heat = attention_over_width(weights, result.width, width)[None, :, None]  # [1, W, 1]
-        red = np.array([255.0, 0.0, 0.0])
-        tinted = base * (1 - 0.6 * heat) + red * 0.6 * heat
+        heat = HEAT_OPACITY * attention_over_width(weights, result.width, width)[None, :, None]  # [1, W, 1]
+        tinted = np.clip(base * (1 - heat) + HEAT_RED * heat, 0, 255)
         frame = Image.new("RGB", (width, height + CAPTION_HEIGHT), "white")
         frame.paste(Image.fromarray(tinted.astype(np.uint8)), (0, 0))
         char = result.text[step] if step < len(result.text) else "EOS"
-        ImageDraw.Draw(frame).text((2, height + 3), f"{step + 1}: {char}", fill="black", font=font)
+        ImageDraw.Draw(frame).text((4, height + 3), f"{step + 1}: {char}", fill="black", font=font)
         frames.append(frame)
     return frames
 
@@ -71,6 +99,13 @@ def encode_gif(frames: list[Image.Image]) -> bytes:
     return buffer.getvalue()
 
 
+@functools.lru_cache(maxsize=1)
+def report_template() -> Template:
+    """index.html's page (aocr/templates/report.html, package data): $title, $summary, $count and $rows
+    are filled in, each already HTML-escaped; its style and script are inline, so it opens offline."""
+    return Template(importlib.resources.files("aocr").joinpath("templates/report.html").read_text(encoding="utf-8"))
+
+
 def safe_name(text: str) -> str:
     """A folder name from a source path or record name: its base name, without extension or odd characters."""
     base = re.split(r"[\\/]", text.rstrip("/\\"))[-1]
@@ -81,9 +116,8 @@ def safe_name(text: str) -> str:
 class AttentionWriter:
     """Writes each image's folder as results come in and the HTML report at the end."""
 
-    def __init__(self, output_dir: str, sort_by_correctness: bool = True) -> None:
+    def __init__(self, output_dir: str) -> None:
         self.output_dir = output_dir
-        self.sort_by_correctness = sort_by_correctness
         self.entries: list[dict] = []
         self._used: set[str] = set()
         tf.io.gfile.makedirs(output_dir)
@@ -126,43 +160,8 @@ class AttentionWriter:
                 f"alt='{html.escape(e['name'])}'></td><td>{html.escape(e['name'])}</td>"
                 f"<td>{html.escape(e['label'] or '')}</td><td>{html.escape(e['prediction'])}</td>"
                 f"<td>{e['probability']:.4f}</td><td>{status}</td></tr>")
-        page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 1.5em; }}
-table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; }}
-th {{ cursor: pointer; background: #eee; }}
-tr.incorrect td {{ background: #fde8e8; }}
-tr.correct td {{ background: #eaf7ea; }}
-.summary {{ font-size: 1.2em; font-weight: bold; }}
-</style></head><body>
-<h1>{html.escape(title)}</h1>
-{summary}
-<p>{len(entries)} images; incorrect ones first. Click a column heading to sort.</p>
-<table id="results"><thead><tr><th>attention</th><th>image</th><th>label</th><th>prediction</th>
-<th>probability</th><th>result</th></tr></thead>
-<tbody>
-{chr(10).join(rows)}
-</tbody></table>
-<script>
-document.querySelectorAll("#results th").forEach(function (th, column) {{
-  th.addEventListener("click", function () {{
-    var body = document.querySelector("#results tbody");
-    var rows = Array.prototype.slice.call(body.rows);
-    var up = th.dataset.up !== "1"; th.dataset.up = up ? "1" : "0";
-    rows.sort(function (a, b) {{
-      var x = a.cells[column].textContent, y = b.cells[column].textContent;
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var order = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-      return up ? order : -order;
-    }});
-    rows.forEach(function (row) {{ body.appendChild(row); }});
-  }});
-}});
-</script>
-</body></html>
-"""
+        page = report_template().substitute(title=html.escape(title), summary=summary, count=len(entries),
+                                            rows="\n".join(rows))
         path = join(self.output_dir, "index.html")
         write_bytes_atomic(path, page.encode("utf-8"))
         write_bytes_atomic(join(self.output_dir, "results.json"), json.dumps(entries, indent=1).encode("utf-8"))

@@ -9,8 +9,9 @@ tf1 = tf.compat.v1
 
 
 def test_encoder_lstm_gradient_matches_finite_differences():
-    """TensorFlow's own BlockLSTMV2 gradient swaps the forget and cell gates (its error here is as
-    large as the gradient itself); the encoder's must agree with the loss it differentiates."""
+    """TensorFlow's registered BlockLSTMV2 gradient runs the V1 kernel, which reads the gates in V1's
+    order and so swaps the forget and cell gates (its error here is as large as the gradient itself);
+    the encoder's must agree with the loss it differentiates."""
     steps, batch, depth, units = 6, 3, 4, 5
     rng = np.random.default_rng(1)
     graph = tf.Graph()
@@ -46,3 +47,29 @@ def test_encoder_lstm_gradient_matches_finite_differences():
                     index = tuple(int(rng.integers(0, size)) for size in gradient.shape)
                     numeric = (loss_at(tensor, index, 1e-2) - loss_at(tensor, index, -1e-2)) / 2e-2
                     assert abs(numeric - gradient[index]) < 2e-3, (tensor.name, index, numeric, gradient[index])
+
+
+def test_encoder_lstm_gradient_matches_tensorflows_v2_gradient_kernel():
+    """TensorFlow's BlockLSTMGradV2 kernel, called directly, is right (only rnn_grad.py's registration
+    calls the V1 kernel instead): ours must give the same gradients, forget and cell gates included."""
+    steps, batch, depth, units = 7, 3, 5, 4
+    rng = np.random.default_rng(2)
+    graph = tf.Graph()
+    with graph.as_default():
+        inputs = tf.constant(rng.normal(size=(steps, batch, depth)), tf.float32)
+        with tf1.variable_scope("lstm"):
+            hidden = block_lstm(inputs, units)
+        kernel, bias = tf1.trainable_variables()
+        target = tf.constant(rng.normal(size=(steps, batch, units)), tf.float32)
+        ours = tf.gradients(tf.reduce_sum(hidden * target), [inputs, kernel, bias])
+        op = hidden.op
+        i, cs, f, o, ci, co, h = op.outputs
+        names = ("seq_len_max", "x", "cs_prev", "h_prev", "w", "wci", "wcf", "wco", "b")
+        direct = tf.raw_ops.BlockLSTMGradV2(**dict(zip(names, op.inputs, strict=True)), i=i, cs=cs, f=f, o=o, ci=ci,
+                                            co=co, h=h, cs_grad=tf.zeros_like(cs), h_grad=target, use_peephole=False)
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            bias.load((0.5 * rng.normal(size=bias.shape)).astype(np.float32), session)
+            ours, direct = session.run([ours, [direct.x_grad, direct.w_grad, direct.b_grad]])
+    for name, a, b in zip(("inputs", "kernel", "bias"), ours, direct, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)

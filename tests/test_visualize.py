@@ -1,11 +1,13 @@
 """`--visualize`: attention maps per step over the original image, GIFs, word.txt and an offline HTML report."""
 
 from html.parser import HTMLParser
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from aocr.visualize import attention_over_width
+from aocr.recognizer import Result
+from aocr.visualize import CAPTION_HEIGHT, DISPLAY_HEIGHT, AttentionWriter, attention_over_width, display_size
 from tests.conftest import run_aocr, write_annotations
 
 
@@ -42,7 +44,8 @@ def test_test_visualize_writes_folders_gifs_and_report(trained_model, digits_set
             assert gif.n_frames == len(steps)
         original = Image.open(next(p for p, _ in rows if p.stem == folder.name.split("-")[0]))
         frame = Image.open(steps[0])
-        assert frame.width == original.width and frame.height > original.height
+        assert (frame.width, frame.height - CAPTION_HEIGHT) == display_size(*original.size)
+        assert frame.height - CAPTION_HEIGHT >= original.height
 
     report = (out / "index.html").read_text()
     links = Links()
@@ -62,6 +65,28 @@ def test_predict_visualize_names_folders_after_files(trained_model, digits_set, 
     assert sorted(p.name for p in (tmp_path / "viz").iterdir() if p.is_dir()) == sorted(
         p.stem for p in digits_set.images[:3])
     assert (tmp_path / "viz" / "index.html").exists()
+
+
+def test_frames_are_scaled_up_with_the_heat_map_over_the_right_columns(tmp_path):
+    """A 100x25 crop is drawn at DISPLAY_HEIGHT, and a step that looked at encoder column 1 of 8
+    (the CNN's input pixels 4-7 of 32) tints the same share of the scaled width; the report comes from
+    the packaged template with every placeholder filled."""
+    crop = Image.new("RGB", (100, 25), "white")
+    path = tmp_path / "crop.png"
+    crop.save(path)
+    attention = np.zeros((2, 8), np.float32)
+    attention[0, 1] = attention[1, 6] = 1.0
+    writer = AttentionWriter(str(tmp_path / "out"))
+    folder = writer.add("crop.png", path.read_bytes(), Result("A", 0.5, attention, 32), label="A")
+    step = np.asarray(Image.open(tmp_path / "out" / folder / "step-01.png").convert("RGB")).astype(int)
+    width, height = display_size(100, 25)
+    assert step.shape == (height + CAPTION_HEIGHT, width, 3) and height == DISPLAY_HEIGHT
+    red = np.flatnonzero((step[height // 2, :, 0] - step[height // 2, :, 1]) > 100)
+    assert abs(red.min() - width / 8) <= 1 and abs(red.max() + 1 - 2 * width / 8) <= 1
+    with Image.open(tmp_path / "out" / folder / "attention.gif") as gif:
+        assert gif.n_frames == 2 and gif.size == (width, height + CAPTION_HEIGHT)
+    report = Path(writer.write_report(title="a <title>")).read_text()
+    assert "$" not in report and "<title>a &lt;title&gt;</title>" in report and "1 images" in report
 
 
 def test_heat_map_spans_the_original_width():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from aocr import defaults
+from aocr.model.cnn import WIDTH_STRIDE
 from aocr.params import ModelParams
 
 HEIGHT = defaults.IMAGE_HEIGHT
@@ -17,7 +18,7 @@ def preprocess_image(image_bytes: tf.Tensor, params: ModelParams) -> tuple[tf.Te
     Returns (image, width): image is float32 [32, width, channels] with values 0-255,
     resized to height 32 with its aspect ratio kept, and horizontally shrunk to
     params.image_width when it would be wider; width is an int32 scalar, a multiple of
-    4 (the CNN's horizontal stride) between 4 and params.image_width.
+    WIDTH_STRIDE (the CNN's horizontal stride, 4) between WIDTH_STRIDE and params.image_width.
     """
     decoded = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     decoded.set_shape([None, None, 3])
@@ -25,8 +26,8 @@ def preprocess_image(image_bytes: tf.Tensor, params: ModelParams) -> tuple[tf.Te
         decoded = tf.image.rgb_to_grayscale(decoded)
     size = tf.cast(tf.shape(decoded)[:2], tf.float32)
     scaled_width = size[1] * (HEIGHT / size[0])
-    width = tf.cast(4.0 * tf.round(scaled_width / 4.0), tf.int32)
-    width = tf.clip_by_value(width, 4, params.image_width)
+    width = tf.cast(WIDTH_STRIDE * tf.round(scaled_width / WIDTH_STRIDE), tf.int32)
+    width = tf.clip_by_value(width, WIDTH_STRIDE, params.image_width)
     image = tf.image.resize(tf.cast(decoded, tf.float32), tf.stack([HEIGHT, width]), antialias=True)
     image = tf.clip_by_value(image, 0.0, 255.0)
     return image, width
@@ -54,5 +55,5 @@ def preprocess_batch(image_bytes: tf.Tensor, params: ModelParams) -> tuple[tf.Te
         fn_output_signature=(tf.TensorSpec([HEIGHT, params.image_width, params.channels], tf.float32),
                              tf.TensorSpec([], tf.int32)),
         parallel_iterations=8)
-    batch_width = tf.reduce_max(tf.concat([widths, [4]], axis=0))
+    batch_width = tf.reduce_max(tf.concat([widths, [WIDTH_STRIDE]], axis=0))
     return images[:, :, :batch_width, :], widths

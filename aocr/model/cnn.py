@@ -16,7 +16,7 @@ LAYERS = (
     (512, 3, False, (2, 1)),
     (512, 2, True, (2, 1)),
 )
-FEATURES = LAYERS[-1][0]
+# The pools' combined width factor: encoder column j covers input pixels WIDTH_STRIDE*j .. WIDTH_STRIDE*(j+1)-1.
 WIDTH_STRIDE = 4
 BN_DECAY = 0.9
 BN_EPSILON = 1e-3

@@ -1,4 +1,4 @@
-"""The graph builder: one function for training, evaluation and inference, with the same
+"""The graph builder: one function for training and inference, with the same
 variable names in every mode so one checkpoint serves train, test, predict and export."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aocr.model.decoder import attention_decode
 from aocr.model.encoder import bidirectional_lstm
 from aocr.params import ModelParams
 
-Mode = Literal["train", "eval", "infer"]
+Mode = Literal["train", "infer"]
 
 # Weight of the auxiliary CTC loss on the encoder columns. CTC makes the encoder line up
 # characters with columns from the first steps, which the attention then finds: without it
@@ -90,8 +90,7 @@ class ModelOutputs:
     logits: tf.Tensor  # float32 [B, S, num_classes], S = max_prediction + 1
     ids: tf.Tensor  # int32 [B, S]
     attention: tf.Tensor  # float32 [B, S, T], T = W / 4 encoder columns
-    columns: tf.Tensor  # int32 [B], the real (unpadded) encoder columns of each image
-    loss: tf.Tensor | None  # scalar, the training objective: decoder cross-entropy + CTC_WEIGHT * CTC (train, eval)
+    loss: tf.Tensor | None  # scalar, the training objective: decoder cross-entropy + CTC_WEIGHT * CTC (train)
     sequence_loss: tf.Tensor | None  # scalar, the decoder's mean cross-entropy per target character
     batch_norm_updates: list  # ops to run with each training step (train only)
 
@@ -102,7 +101,7 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
     """images: float32 [B, 32, W, C] (0-255, W a multiple of 4); widths: int32 [B] real widths.
 
     label_ids: int32 [B, max_prediction + 2] (GO, characters, EOS, PAD...), needed for
-    "train" and "eval", which decode with teacher forcing and return the loss; "infer"
+    "train", which decodes with teacher forcing and returns the loss; "infer"
     decodes greedily and needs none. cnn_dtype: the convolutions' arithmetic (see aocr.precision).
     global_step: the training step, which fades the alignment prior out ("train" only).
     """
@@ -124,7 +123,7 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
         if global_step is not None and ALIGNMENT_PRIOR_WEIGHT > 0:
             prior_weight = alignment_prior_weight(global_step, sequence_loss)
             loss += prior_weight * alignment_prior_loss(decoded.attention, columns, label_ids)
-    return ModelOutputs(decoded.logits, decoded.ids, decoded.attention, columns, loss, sequence_loss, bn_updates)
+    return ModelOutputs(decoded.logits, decoded.ids, decoded.attention, loss, sequence_loss, bn_updates)
 
 
 @dataclass
@@ -132,9 +131,7 @@ class Recognition:
     text: tf.Tensor  # string [N]
     probability: tf.Tensor  # float64 [N], product of the chosen characters' probabilities through EOS
     attention: tf.Tensor  # float32 [N, S, T]
-    ids: tf.Tensor  # int32 [N, S]
     widths: tf.Tensor  # int32 [N], each image's width in the CNN's input, in pixels
-    image_width: tf.Tensor  # int32 scalar, the batch's padded width in pixels
 
 
 def recognize_bytes(image_bytes: tf.Tensor, params: ModelParams) -> Recognition:
@@ -152,5 +149,4 @@ def recognize_bytes(image_bytes: tf.Tensor, params: ModelParams) -> Recognition:
     text = tf.strings.reduce_join(tf.where(after_eos, tf.zeros_like(chars), chars), axis=1)
     probability = tf.reduce_prod(
         tf.where(after_eos, tf.ones_like(probabilities), probabilities), axis=1)
-    return Recognition(text, tf.cast(probability, tf.float64), outputs.attention, outputs.ids, widths,
-                       tf.shape(images)[2])
+    return Recognition(text, tf.cast(probability, tf.float64), outputs.attention, widths)
