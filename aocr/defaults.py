@@ -35,6 +35,9 @@ PRECISION = "auto"
 
 # Images are resized to this height before the CNN; the pools bring it down to 1.
 IMAGE_HEIGHT = 32
+# The CNN's pools take the width down by this factor: encoder column j covers input pixels
+# WIDTH_STRIDE*j .. WIDTH_STRIDE*(j+1)-1, and input widths are multiples of it.
+WIDTH_STRIDE = 4
 
 DEFAULT_CHARSET = string.digits + string.ascii_uppercase
 FULL_ASCII_CHARSET = "".join(chr(code) for code in range(32, 127))

@@ -108,9 +108,10 @@ class ModelParams:
 
     @property
     def image_width(self) -> int:
-        """Widest input the CNN sees: the maximum original size scaled to height 32, a multiple of 4."""
+        """Widest input the CNN sees: the maximum original size scaled to height 32, a multiple of the CNN's stride."""
         scaled = math.ceil(self.max_width / self.max_height * defaults.IMAGE_HEIGHT)
-        return max(4, 4 * math.ceil(scaled / 4))
+        stride = defaults.WIDTH_STRIDE
+        return max(stride, stride * math.ceil(scaled / stride))
 
     @property
     def decoder_steps(self) -> int:

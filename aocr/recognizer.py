@@ -117,7 +117,8 @@ class Recognizer:
         for text, probability, weights, width in zip(texts, probabilities, attention, widths, strict=True):
             decoded = text.decode("utf-8")
             steps = min(len(decoded) + 1, weights.shape[0])
-            results.append(Result(decoded, float(probability), weights[:steps, :width // 4], int(width)))
+            columns = width // defaults.WIDTH_STRIDE
+            results.append(Result(decoded, float(probability), weights[:steps, :columns], int(width)))
         return results
 
     def recognize(self, images: Sequence[bytes], batch_size: int) -> list[Result | str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from aocr.data.preprocess import HEIGHT
+from aocr.data.preprocess import HEIGHT, WIDTH_STRIDE
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,10 @@ def _uniform(low: float, high: float) -> tf.Tensor:
 
 
 def _stretch(image: tf.Tensor, width: tf.Tensor, strength: Strength, max_width: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Change the width by a random factor, kept a multiple of 4 within [4, max_width]."""
+    """Change the width by a random factor, kept a multiple of the CNN's stride within [stride, max_width]."""
     scaled = tf.cast(width, tf.float32) * _uniform(*strength.aspect)
-    new_width = tf.clip_by_value(tf.cast(4.0 * tf.round(scaled / 4.0), tf.int32), 4, max_width)
+    new_width = tf.clip_by_value(tf.cast(WIDTH_STRIDE * tf.round(scaled / WIDTH_STRIDE), tf.int32), WIDTH_STRIDE,
+                                 max_width)
     return tf.image.resize(image, tf.stack([HEIGHT, new_width])), new_width
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import tensorflow as tf
 
 from aocr import defaults
-from aocr.model.cnn import WIDTH_STRIDE
 from aocr.params import ModelParams
 
 HEIGHT = defaults.IMAGE_HEIGHT
+WIDTH_STRIDE = defaults.WIDTH_STRIDE
 
 
 def preprocess_image(image_bytes: tf.Tensor, params: ModelParams) -> tuple[tf.Tensor, tf.Tensor]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from aocr import defaults
+
 tf1 = tf.compat.v1
 
 # (output channels, kernel size, batch norm, max pool (height, width) after the layer or None)
@@ -16,8 +18,7 @@ LAYERS = (
     (512, 3, False, (2, 1)),
     (512, 2, True, (2, 1)),
 )
-# The pools' combined width factor: encoder column j covers input pixels WIDTH_STRIDE*j .. WIDTH_STRIDE*(j+1)-1.
-WIDTH_STRIDE = 4
+WIDTH_STRIDE = defaults.WIDTH_STRIDE
 BN_DECAY = 0.9
 BN_EPSILON = 1e-3
 
