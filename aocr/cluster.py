@@ -104,6 +104,41 @@ def silent_tasks(cluster: ClusterTask) -> list[str]:
             if (job, index) != (cluster.task_type, cluster.task_index) and not answers(address)]
 
 
+class PeerWatch:
+    """Looks at the other tasks' addresses every few seconds from a thread and names those that have not
+    answered for `patience` seconds: a synchronous trainer whose peer was killed may go on alone (the sync
+    optimizer counts gradients, not trainers), so a step timing out cannot be the only sign."""
+
+    def __init__(self, cluster: ClusterTask, tasks: list[tuple[str, int]], patience: float,
+                 every: float = 2.0) -> None:
+        self.cluster, self.patience, self.every = cluster, patience, every
+        self.tasks = [t for t in tasks if t != (cluster.task_type, cluster.task_index)]
+        self.silent_since: dict[tuple[str, int], float] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._watch, name="aocr peer watch", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(self.every):
+            now = time.monotonic()
+            for job, index in self.tasks:
+                if answers(self.cluster.cluster[job][index]):
+                    self.silent_since.pop((job, index), None)
+                else:
+                    self.silent_since.setdefault((job, index), now)
+
+    def lost(self) -> list[str]:
+        """The tasks silent for `patience` seconds or more, named."""
+        now = time.monotonic()
+        return [task_name(job, index, self.cluster) for (job, index), since in list(self.silent_since.items())
+                if now - since >= self.patience]
+
+
 def bounded(action: Callable[[], object], seconds: float, what: str) -> bool:
     """Run `action` in a thread and wait at most `seconds` for it; False (and a warning) if it took longer.
 
@@ -221,6 +256,7 @@ class ClusterStrategy(Strategy):
         # A step that waits this long has lost a peer: report it rather than hang.
         self.run_options = tf1.RunOptions(timeout_in_ms=int(1000 * step_timeout))
         self.hooks: list = []
+        self.watch: PeerWatch | None = None
 
     def epochs(self, num_epoch: int) -> None:
         return None  # every task reads until the shared global step says the epochs are done
@@ -264,6 +300,18 @@ class ClusterStrategy(Strategy):
 
     def start(self, raw_session: tf1.Session) -> None:
         wait_for_trainers(raw_session, self.barrier, self.shards, self.step_timeout)
+        # Every trainer's server is up once all have arrived: from here a silent one has gone.
+        watched = [("ps", i) for i in range(len(self.cluster.cluster["ps"]))]
+        self.watch = PeerWatch(self.cluster, watched + (self.cluster.trainers if self.synchronous else []),
+                               self.step_timeout)
+        self.watch.start()
+
+    def lost_peer(self) -> str | None:
+        lost = self.watch.lost() if self.watch is not None else []
+        if not lost:
+            return None
+        return (f"{', '.join(lost)} has not answered for {self.step_timeout:g} s (--step-timeout): stopped or "
+                "unreachable")
 
     def step_failure(self, error: tf.errors.OpError) -> str | None:
         """A step that waited past --step-timeout, or lost its connection, names the tasks that no longer answer."""
@@ -278,6 +326,8 @@ class ClusterStrategy(Strategy):
 
     def close(self, session: object, raw_session: tf1.Session) -> None:
         """Close the training session, then say done to the parameter servers, each bounded in time."""
+        if self.watch is not None:
+            self.watch.stop()
         bounded(lambda: _close_training_session(session, raw_session), CLOSE_TIMEOUT, "closing the training session")
         bounded(lambda: say_done(self.cluster, self.master, CLOSE_TIMEOUT), CLOSE_TIMEOUT,
                 "telling the parameter servers this trainer is done")

@@ -57,5 +57,9 @@ class Strategy:
         """A message when a step's error means the job cannot go on (a cluster's lost peer); None to re-raise."""
         return None
 
+    def lost_peer(self) -> str | None:
+        """Checked before each step: a message when a task the training needs has gone (a cluster's), else None."""
+        return None
+
     def close(self, session: object, raw_session: tf1.Session) -> None:
         session.close()

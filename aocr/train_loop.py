@@ -102,6 +102,8 @@ class TrainingLoop:
                    self.training.learning_rate, ops.step_after]
         stats = IntervalStats()
         while not self._done(step, progress, stop):
+            if (failure := self.strategy.lost_peer()) is not None:
+                return step, failure
             try:
                 scale = rate_scale(self.limits.budget_used(step, progress.elapsed()))
                 loss, sequence_loss, norm, images, rate, step_after = self.session.run(
