@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aocr.data.images import BadImage, check_image_header, gif_frames, image_size, read_header
+from aocr.data.images import BadImage, check_image_header, declared_too_large, gif_frames, image_size, read_header
 from aocr.data.preprocess import preprocess_image
 from aocr.data.records import scan_labels
 from aocr.data.writer import make_example
@@ -48,6 +48,12 @@ def test_a_bomb_is_refused_from_its_header_naming_its_size(files, name):
     assert problem and f"{width}x{height}" in problem and "--max-image-pixels" in problem
     with pytest.raises(BadImage, match="--max-image-pixels"):
         image_size(files[name].read_bytes())
+
+
+def test_declared_too_large_passes_what_it_cannot_read(files):
+    assert "30000x30000" in declared_too_large(files["png-30000x30000.png"].read_bytes(), 50_000_000)
+    assert declared_too_large(files["plain.png"].read_bytes(), 50_000_000) is None
+    assert declared_too_large(b"not an image", 50_000_000) is None
 
 
 def test_the_limit_is_the_callers(files):

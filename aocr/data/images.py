@@ -137,8 +137,7 @@ def check_image(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS, uprigh
     """
     header = read_header(data)
     if header.pixels > max_pixels:
-        raise BadImage(f"declares {header.describe()}, over the limit of {max_pixels / 1e6:g} megapixels "
-                       "(--max-image-pixels)")
+        raise BadImage(_over_limit(header, max_pixels) + " (--max-image-pixels)")
     if upright and header.orientation != 1:
         raise BadImage(f"EXIF orientation {header.orientation} ({ORIENTATIONS[header.orientation]}), which aocr "
                        "ignores: it would read the pixels as stored; rotate them (e.g. `mogrify -auto-orient`)")
@@ -155,6 +154,23 @@ def check_image_header(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS)
     except BadImage as e:
         return str(e)
     return None
+
+
+def declared_too_large(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> str | None:
+    """Why an image must not be decoded when its header declares more than max_pixels pixels, else None.
+
+    Unlike check_image_header, bytes whose header cannot be read pass: the decoder then
+    reports them in its own words (as a server that answers with TensorFlow's texts wants).
+    """
+    try:
+        header = read_header(data)
+    except BadImage:
+        return None
+    return _over_limit(header, max_pixels) if header.pixels > max_pixels else None
+
+
+def _over_limit(header: ImageHeader, max_pixels: int) -> str:
+    return f"declares {header.describe()}, over the limit of {max_pixels / 1e6:g} megapixels"
 
 
 def image_size(data: bytes, full_decode: bool = True, max_pixels: int = defaults.MAX_IMAGE_PIXELS,
