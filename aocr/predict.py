@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator
 import tensorflow as tf
 
 from aocr import defaults
-from aocr.data.images import BadImage, image_size
 from aocr.data.survey import resolve_flags
 from aocr.errors import AocrError
 from aocr.fileio import join, read_bytes
+from aocr.images import BadImage, image_size
 from aocr.params import explicit_shape
 from aocr.recognizer import Recognizer, chunks
 from aocr.visualize import AttentionWriter

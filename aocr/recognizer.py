@@ -20,8 +20,8 @@ from PIL import Image
 
 from aocr import defaults
 from aocr import params as model_params
-from aocr.data.images import check_image_header
 from aocr.errors import first_line_of
+from aocr.images import check_image_header
 from aocr.model.model import Recognition, recognize_bytes
 from aocr.params import ModelParams
 from aocr.session import choose_checkpoint, model_device, require_checkpoint, restore, session_config

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import run_aocr
+from tools import hostile_images
 
 MAX_REQUEST_BYTES = 200_000
 
@@ -395,3 +396,13 @@ def test_without_the_serving_api_package_rest_still_serves(exported, digits_set,
         assert status == 200 and answer["predictions"][0]["output"] == expected[0]
     finally:
         stop_server(process)
+
+
+@pytest.mark.parametrize("make_bomb", [hostile_images.png_bomb, hostile_images.jpeg_bomb, hostile_images.gif_bomb])
+def test_an_image_declaring_gigapixels_is_refused_from_its_header(server, digits_set, expected, make_bomb):
+    url, _ = server
+    bomb = base64.b64encode(make_bomb(10000, 10000)).decode()  # 100 megapixels, in a body under the test's limit
+    status, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": bomb}]})
+    assert status == 400 and "over the limit of 50 megapixels" in answer["error"]
+    good, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
+    assert good == 200 and answer["predictions"][0]["output"] == expected[0]

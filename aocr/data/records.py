@@ -16,8 +16,8 @@ import tensorflow as tf
 
 from aocr import defaults
 from aocr.charset import EOS_ID, GO_ID, PAD_ID, Charset, find_bad_char
-from aocr.data.images import check_image_header
 from aocr.errors import AocrError
+from aocr.images import check_image_header
 from aocr.params import ModelParams
 
 log = logging.getLogger("aocr")
@@ -160,7 +160,7 @@ def scan_labels(files: list[str], params: ModelParams,
     """Read every record's label once and say which ones training can use, and why not the rest.
 
     A record whose image header is unreadable or declares more than max_pixels pixels is not
-    used either: nothing decodes it (aocr.data.images.check_image_header)."""
+    used either: nothing decodes it (aocr.images.check_image_header)."""
     counts: dict[str, int] = {}
     rows: list[np.ndarray] = []
     keep: list[bool] = []

@@ -21,9 +21,9 @@ import tensorflow as tf
 
 from aocr.charset import Charset, charset_from_text, find_bad_char, normalize_label
 from aocr.data.annotations import read_utf8
-from aocr.data.images import BadImage, image_size
 from aocr.data.records import iter_records
 from aocr.errors import AocrError
+from aocr.images import BadImage, image_size
 
 log = logging.getLogger("aocr")
 

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from aocr import savedmodel
 from aocr.errors import AocrError
+from aocr.images import declared_too_large
 from aocr.serving.batching import Batcher, BatchOptions
 from aocr.serving.status import Code, ServingError, invalid, not_found
 
@@ -56,7 +57,15 @@ class Version:
             raise ServingError(Code(e.error_code), session_message(e)) from None
 
     def predict(self, images: np.ndarray, timeout: float) -> dict[str, np.ndarray]:
-        """All outputs for `images`; a scalar or a list is batched with other requests when batching is on."""
+        """All outputs for `images`; a scalar or a list is batched with other requests when batching is on.
+
+        An image whose header declares more than MAX_IMAGE_PIXELS pixels is refused before anything
+        decodes it (INVALID_ARGUMENT), so a small hostile file cannot make the server allocate gigabytes.
+        """
+        for index, data in enumerate(images.reshape(-1)):
+            reason = declared_too_large(bytes(data)) if isinstance(data, bytes | np.bytes_) else None
+            if reason:
+                raise invalid(f"image {index} {reason}")
         if self.batcher is None or images.ndim > 1 or images.size == 0:
             return self.run(images)
         if images.ndim == 0:
