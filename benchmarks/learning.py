@@ -69,13 +69,17 @@ def learning_curve(run: LearningRun, minutes: list[float]) -> dict:
     shutil.rmtree(model_dir, ignore_errors=True)
     on_checkpoint, kept = _keep_at_budgets(model_dir / "curve", minutes)
     perplexities = _PerplexityLog()
-    logging.getLogger("aocr").addHandler(perplexities)
+    aocr_log = logging.getLogger("aocr")
+    saved_level = aocr_log.level
+    aocr_log.setLevel(logging.INFO)  # the perplexity lines are INFO; the benchmark's own output stays at WARNING
+    aocr_log.addHandler(perplexities)
     try:
         config = TrainConfig(dataset=str(run.train_records), model_dir=str(model_dir), batch_size=run.batch_size,
                              resume=False, seed=0, max_minutes=max(minutes), augment=run.augment)
         train(config, run.params, on_checkpoint=on_checkpoint)
     finally:
-        logging.getLogger("aocr").removeHandler(perplexities)
+        aocr_log.removeHandler(perplexities)
+        aocr_log.setLevel(saved_level)
     curve = []
     for budget in sorted(kept):
         step, seconds, path = kept[budget]
