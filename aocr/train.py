@@ -147,7 +147,7 @@ def _run_loop(config: TrainConfig, params: ModelParams, training: TrainingGraph,
     if checkpointer is not None and config.resume and start_step > 0:
         checkpointer.saved_step = start_step
     limits = Limits(total, config.steps_per_checkpoint,
-                    None if config.max_minutes is None else 60 * config.max_minutes, config.patience)
+                    None if config.max_minutes is None else 60 * config.max_minutes, config.patience, start_step)
     loop = TrainingLoop(training, strategy, session, raw_session, checkpointer, limits)
     try:
         if step >= total:

@@ -51,10 +51,11 @@ class Limits:
     steps_per_checkpoint: int
     max_seconds: float | None = None  # stop (and save) after this much training time
     patience: int | None = None  # stop after this many validated checkpoints without a better one
+    start_step: int = 0  # the global step this run started from
 
     def budget_used(self, step: int, elapsed: float) -> float:
-        """The share of the training budget spent: of the steps, or of the time when that runs out first."""
-        used = step / max(self.total_steps, 1)
+        """The share of this run's budget spent: of its steps, or of its time when that runs out first."""
+        used = (step - self.start_step) / max(self.total_steps - self.start_step, 1)
         return used if self.max_seconds is None else max(used, elapsed / self.max_seconds)
 
 

@@ -163,3 +163,5 @@ def test_the_rate_decays_over_the_end_of_a_known_budget():
     assert by_steps.budget_used(700, elapsed=10.0) == pytest.approx(0.7)
     by_time = Limits(total_steps=10**6, steps_per_checkpoint=100, max_seconds=300.0)
     assert by_time.budget_used(700, elapsed=240.0) == pytest.approx(0.8)
+    resumed = Limits(total_steps=6000, steps_per_checkpoint=100, start_step=5000)
+    assert resumed.budget_used(5500, elapsed=10.0) == pytest.approx(0.5)
