@@ -73,6 +73,22 @@ class DecoderOutputs:
     attention: tf.Tensor  # float32 [B, S, T], each step's weights over the encoder columns
 
 
+def _initial_states(encoded: tf.Tensor, mask: tf.Tensor, cells: list) -> list:
+    """Each layer's first state, from a summary of the image (the mean of its real columns), so the
+    first character is predicted from what the image holds, not from nothing. Called inside the
+    decoder's variable scope; encoded: float32 [B, T, D], mask: bool [B, T]."""
+    real = tf.cast(mask, tf.float32)[:, :, None]
+    summary = tf.reduce_sum(encoded * real, axis=1) / tf.maximum(tf.reduce_sum(real, axis=1), 1.0)  # [B, D]
+    states = []
+    for number, cell in enumerate(cells):
+        with tf1.variable_scope(f"layer{number + 1}"):
+            init_kernel = tf1.get_variable("init_kernel", [encoded.shape[-1], cell.units],
+                                           initializer=tf1.glorot_uniform_initializer())
+            init_bias = tf1.get_variable("init_bias", [cell.units], initializer=tf1.zeros_initializer())
+        states.append(cell.initial_state(tf.tanh(tf.matmul(summary, init_kernel) + init_bias)))
+    return states
+
+
 def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, steps: int, units: int,
                      layers: int, embedding_size: int, use_gru: bool,
                      decoder_inputs: tf.Tensor | None = None) -> DecoderOutputs:
@@ -105,17 +121,7 @@ def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, step
             output_bias = tf1.get_variable("bias", [num_classes], initializer=tf1.zeros_initializer())
 
         keys = tf.tensordot(encoded, key_kernel, axes=1)  # [B, T, units]
-        # Each layer starts from a summary of the image (the mean of its real columns), so the
-        # first character is predicted from what the image holds, not from nothing.
-        real = tf.cast(mask, tf.float32)[:, :, None]
-        summary = tf.reduce_sum(encoded * real, axis=1) / tf.maximum(tf.reduce_sum(real, axis=1), 1.0)
-        states = []
-        for number, cell in enumerate(cells):
-            with tf1.variable_scope(f"layer{number + 1}"):
-                init_kernel = tf1.get_variable("init_kernel", [depth, units],
-                                               initializer=tf1.glorot_uniform_initializer())
-                init_bias = tf1.get_variable("init_bias", [units], initializer=tf1.zeros_initializer())
-            states.append(cell.initial_state(tf.tanh(tf.matmul(summary, init_kernel) + init_bias)))
+        states = _initial_states(encoded, mask, cells)
         context = tf.zeros(tf.stack([batch, depth]))
         # Before the first step, "the previous step looked at the first column": where the text starts.
         weights = tf.one_hot(tf.zeros(tf.expand_dims(batch, 0), tf.int32), tf.shape(keys)[1])  # [B, T]
