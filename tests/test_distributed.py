@@ -52,20 +52,22 @@ def own_steps(log: str) -> int:
 
 
 def test_one_ps_two_workers_train_together_and_the_chief_checkpoint_tests(digits_set, tmp_path):
+    """Asynchronous trainers, one epoch: each takes steps of its own shard, and the epoch ends when
+    the global step has covered all 200 records once (50 steps of 4), not each shard's 25."""
     model = tmp_path / "m"
     result = subprocess.run(
         [sys.executable, str(LAUNCHER), "--ps", "1", "--workers", "2", "--timeout", "600", "--",
          str(digits_set.tfrecords), "--model-dir", str(model), *TINY_SHAPE, "--batch-size", "4",
-         "--max-steps", "40", "--steps-per-checkpoint", "20", "--async"],
+         "--num-epoch", "1", "--validation-split", "0", "--steps-per-checkpoint", "20", "--async"],
         capture_output=True, text=True, timeout=900)
     logs = {p.stem: p.read_text() for p in (tmp_path / "m-logs").glob("*.log")}
     assert result.returncode == 0, result.stdout + result.stderr + json.dumps(logs, indent=1)
     assert sorted(logs) == ["ps-0", "worker-0", "worker-1"]
-    # Asynchronous trainers may both take the last step, so the global step can pass 40 by one.
+    # Asynchronous trainers may both take the last step, so the global step can pass 50 by one.
     final = int(tf.train.latest_checkpoint(str(model)).rsplit("-", 1)[1])
-    assert 40 <= final <= 41
+    assert 50 <= final <= 51
     chief, other = own_steps(logs["worker-0"]), own_steps(logs["worker-1"])
-    assert chief > 0 and other > 0 and chief + other >= 40 and max(chief, other) < 40  # both advanced one step
+    assert chief > 0 and other > 0 and chief + other >= 50 and max(chief, other) < 50  # both advanced the step
     assert "saved" in logs["worker-0"] and "saved" not in logs["worker-1"]  # only the chief writes
     assert "parameter server 0: done" in logs["ps-0"]
     tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(model), cwd=tmp_path)

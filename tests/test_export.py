@@ -98,15 +98,15 @@ def test_frozen_graph_has_the_original_tensor_names(exported, digits_set, predic
     assert texts == [text for text, _ in predicted[:3]]
 
 
-def test_versions_are_numbered_and_never_overwritten(trained_model, tmp_path):
+def test_versions_are_numbered_and_never_overwritten(trained_model, tmp_path, aocr_main):
     base = ["export", str(tmp_path / "exp"), "--model-dir", str(trained_model)]
-    assert run_aocr(*base, cwd=tmp_path).returncode == 0
-    assert run_aocr(*base, cwd=tmp_path).returncode == 0
+    assert aocr_main(*base).returncode == 0
+    assert aocr_main(*base).returncode == 0
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["1", "2"]  # no temporary left behind
-    refused = run_aocr(*base, "--version", "2", cwd=tmp_path)
-    assert refused.returncode != 0 and "--force" in refused.stderr and "Traceback" not in refused.stderr
-    assert run_aocr(*base, "--version", "7", cwd=tmp_path).returncode == 0
-    assert run_aocr(*base, "--version", "2", "--force", cwd=tmp_path).returncode == 0
+    refused = aocr_main(*base, "--version", "2")
+    assert refused.returncode != 0 and "--force" in refused.stderr
+    assert aocr_main(*base, "--version", "7").returncode == 0
+    assert aocr_main(*base, "--version", "2", "--force").returncode == 0
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["1", "2", "7"]
 
 

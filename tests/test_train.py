@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from aocr import params
-from tests.conftest import TINY_SHAPE, render_images, run_aocr, write_annotations
+from tests.conftest import TINY_SHAPE, TRAINED_STEPS, render_images, run_aocr, write_annotations
 
 SUMMARY = re.compile(r"word accuracy: ([\d.]+)%, character accuracy: ([\d.]+)% \((\d+) images\)")
 
@@ -29,7 +29,7 @@ def test_tiny_model_learns_the_set_and_test_needs_only_model_dir(trained_model, 
     assert words >= 90.0 and chars >= 95.0
     stored = params.load(str(trained_model))
     assert (stored.max_width, stored.max_height, stored.max_prediction) == (120, 32, 4)
-    assert tf.train.latest_checkpoint(str(trained_model)).endswith("model.ckpt-600")
+    assert tf.train.latest_checkpoint(str(trained_model)).endswith(f"model.ckpt-{TRAINED_STEPS}")
 
 
 def test_no_distance_and_verbose_per_image_lines(trained_model, digits_set):
@@ -45,28 +45,26 @@ def test_test_rejects_a_contradicting_shape_flag(trained_model, digits_set):
     assert "Traceback" not in result.stderr
 
 
-def test_resume_continues_the_global_step(digits_set, tmp_path):
-    model = tmp_path / "m"
-    common = ["train", str(digits_set.tfrecords), "--model-dir", str(model), *TINY_SHAPE, "--batch-size", "8"]
-    assert run_aocr(*common, "--max-steps", "3", cwd=tmp_path).returncode == 0
-    assert tf.train.latest_checkpoint(str(model)).endswith("-3")
-    result = run_aocr(*common[:4], "--batch-size", "8", "--max-steps", "5", cwd=tmp_path)  # shapes from params.json
+def test_resume_continues_the_global_step(digits_set, tmp_path, aocr_main):
+    model = str(tmp_path / "m")
+    common = ["train", str(digits_set.tfrecords), "--model-dir", model, "--batch-size", "8"]
+    assert aocr_main(*common, *TINY_SHAPE, "--max-steps", "3").returncode == 0
+    assert tf.train.latest_checkpoint(model).endswith("-3")
+    result = aocr_main(*common, "--max-steps", "5")  # shapes from params.json
     assert result.returncode == 0, result.stderr
     assert "resumed from" in result.stderr and "training from step 3" in result.stderr
-    assert tf.train.latest_checkpoint(str(model)).endswith("-5")
+    assert tf.train.latest_checkpoint(model).endswith("-5")
 
 
-def test_resume_with_other_shape_flags_is_an_error_naming_both(digits_set, tmp_path):
-    model = tmp_path / "m"
-    common = ["train", str(digits_set.tfrecords), "--model-dir", str(model), "--batch-size", "8"]
-    assert run_aocr(*common, *TINY_SHAPE, "--max-steps", "1", cwd=tmp_path).returncode == 0
-    result = run_aocr(*common, "--max-prediction", "6", "--max-steps", "2", cwd=tmp_path)
+def test_resume_with_other_shape_flags_is_an_error_naming_both(digits_set, tmp_path, aocr_main):
+    model = str(tmp_path / "m")
+    common = ["train", str(digits_set.tfrecords), "--model-dir", model, "--batch-size", "8"]
+    assert aocr_main(*common, *TINY_SHAPE, "--max-steps", "1").returncode == 0
+    result = aocr_main(*common, "--max-prediction", "6", "--max-steps", "2")
     assert result.returncode != 0
     assert "--max-prediction" in result.stderr and "6" in result.stderr and "4" in result.stderr
-    assert "Traceback" not in result.stderr
-    fresh = run_aocr(*common, "--max-prediction", "6", "--max-steps", "1", "--no-resume", cwd=tmp_path)
-    assert fresh.returncode == 0, fresh.stderr
-    assert params.load(str(model)).max_prediction == 6
+    assert aocr_main(*common, "--max-prediction", "6", "--max-steps", "1", "--no-resume").returncode == 0
+    assert params.load(model).max_prediction == 6
 
 
 def test_sigint_saves_a_loadable_checkpoint_and_exits_zero(digits_set, tmp_path):
@@ -92,19 +90,38 @@ def test_sigint_saves_a_loadable_checkpoint_and_exits_zero(digits_set, tmp_path)
     score(digits_set.tfrecords, model, cwd=tmp_path)
 
 
-@pytest.mark.parametrize("variant", [["--use-gru"], ["--attn-num-layers", "3"], ["--full-ascii"], ["--color"],
-                                     ["--optimizer", "adadelta", "--initial-learning-rate", "1.0"],
-                                     ["--precision", "float32"], ["--precision", "bfloat16"]])
-def test_variants_train_and_predict(digits_set, tmp_path, variant):
-    model = tmp_path / "m"
-    shape = [flag for flag in TINY_SHAPE]
+def checkpoint_shapes(model_dir):
+    return dict(tf.train.list_variables(tf.train.latest_checkpoint(str(model_dir))))
+
+
+# Each variant flag, and what its checkpoint or training log must show if the flag took effect.
+VARIANTS = {
+    "gru": (["--use-gru"], lambda shapes, log: "decoder/layer1/gate_kernel" in shapes
+            and "decoder/layer1/kernel" not in shapes),
+    "3-layers": (["--attn-num-layers", "3"], lambda shapes, log: "decoder/layer3/kernel" in shapes),
+    "full-ascii": (["--full-ascii"], lambda shapes, log: shapes["decoder/embedding"][0] > 90),
+    "color": (["--color"], lambda shapes, log: shapes["cnn/conv1/weights"] == [3, 3, 3, 64]),
+    "adadelta": (["--optimizer", "adadelta", "--initial-learning-rate", "1.0"],
+                 lambda shapes, log: "decoder/embedding/Adadelta" in shapes and "adadelta at 1" in log),
+    "float32": (["--precision", "float32"], lambda shapes, log: "float32 convolutions" in log),
+    "bfloat16": (["--precision", "bfloat16"], lambda shapes, log: "bfloat16 convolutions" in log),
+}
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_variants_train_and_predict(digits_set, tmp_path, name, aocr_main):
+    """In-process, through the real command line: two steps of training, then one prediction."""
+    variant, took_effect = VARIANTS[name]
+    model = str(tmp_path / "m")
+    shape = list(TINY_SHAPE)
     if "--attn-num-layers" in variant:
         index = shape.index("--attn-num-layers")
         del shape[index:index + 2]
-    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", str(model), *shape, *variant,
-                      "--batch-size", "4", "--max-steps", "2", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    predicted = run_aocr("predict", str(digits_set.images[0]), "--model-dir", str(model), cwd=tmp_path)
+    trained = aocr_main("train", str(digits_set.tfrecords), "--model-dir", model, *shape, *variant,
+                        "--batch-size", "4", "--max-steps", "2")
+    assert trained.returncode == 0, trained.stderr
+    assert took_effect(checkpoint_shapes(model), trained.stderr)
+    predicted = aocr_main("predict", str(digits_set.images[0]), "--model-dir", model)
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.startswith(f"{digits_set.images[0]}\t")
 

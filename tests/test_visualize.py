@@ -96,14 +96,14 @@ def test_heat_map_spans_the_original_width():
     assert spread[16:32].min() == 1.0 and spread[:16].max() == 0.0 and spread[32:].max() == 0.0
 
 
-def test_validation_scalars_and_attention_images_reach_tensorboard(digits_set, tmp_path):
+def test_validation_scalars_and_attention_images_reach_tensorboard(digits_set, tmp_path, aocr_main):
     import tensorflow as tf
 
     from tests.conftest import TINY_SHAPE
 
-    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", *TINY_SHAPE, "--batch-size", "4",
-                      "--max-steps", "2", "--steps-per-checkpoint", "1", "--validation", str(digits_set.tfrecords),
-                      cwd=tmp_path)
+    result = aocr_main("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "m"), *TINY_SHAPE,
+                       "--batch-size", "4", "--max-steps", "2", "--steps-per-checkpoint", "1",
+                       "--validation", str(digits_set.tfrecords))
     assert result.returncode == 0, result.stderr
     assert "validation word accuracy:" in result.stderr
     scalars, images = {}, set()
