@@ -3,6 +3,9 @@
 The best checkpoint (by validation word accuracy, ties to character accuracy) lives in
 MODEL_DIR/best/ with its own `checkpoint` state file, so the rolling deletion of old
 checkpoints never touches it; test, predict and export load it by default.
+
+Each run also records its training settings in MODEL_DIR/training.json (beside params.json, which holds
+the model's shape and never changes); a resumed run compares its own with them and says what changed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import tensorflow as tf
 
@@ -25,6 +29,14 @@ tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
 
 BEST_SCORE_FILE = "best.json"
+TRAINING_FILE = "training.json"
+
+# The settings training.json records, by the flag that sets each (aocr.train.TrainConfig.run_settings).
+SETTING_FLAGS = {"augment": "--augment", "validation_split": "--validation-split", "validation": "--validation",
+                 "batch_size": "--batch-size", "optimizer": "--optimizer",
+                 "initial_learning_rate": "--initial-learning-rate"}
+
+Parsed = TypeVar("Parsed")
 
 # Called after each checkpoint with (global step, seconds of training so far, checkpoint path).
 CheckpointCallback = Callable[[int, float, str], None]
@@ -42,15 +54,43 @@ class BestScore:
         return (new > old) - (new < old)
 
 
-def load_best_score(model_dir: str) -> BestScore | None:
-    path = join(best_dir(model_dir), BEST_SCORE_FILE)
+def _load_json(path: str, parse: Callable[[Any], Parsed], if_unreadable: str) -> Parsed | None:
+    """parse(the JSON in `path`); None when there is no such file, or (with a warning) when it does not parse."""
     if not tf.io.gfile.exists(path):
         return None
     try:
-        return BestScore(**json.loads(read_bytes(path).decode("utf-8")))
+        return parse(json.loads(read_bytes(path).decode("utf-8")))
     except (ValueError, TypeError):
-        log.warning("%s is unreadable; the next validated checkpoint becomes the best", path)
+        log.warning("%s is unreadable; %s", path, if_unreadable)
         return None
+
+
+def load_best_score(model_dir: str) -> BestScore | None:
+    return _load_json(join(best_dir(model_dir), BEST_SCORE_FILE), lambda stored: BestScore(**stored),
+                      "the next validated checkpoint becomes the best")
+
+
+def _settings(stored: Any) -> dict[str, Any]:
+    if not isinstance(stored, dict):
+        raise TypeError("not a JSON object")
+    return stored
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def note_changed_settings(model_dir: str, settings: dict[str, Any]) -> None:
+    """Log which of a resumed run's `settings` differ from those its model's last run recorded, as
+    "resuming with --augment strong (was light)"; a model dir without training.json says nothing."""
+    recorded = _load_json(join(model_dir, TRAINING_FILE), _settings, "this run's settings are not compared to the "
+                          "last run's")
+    if recorded is None:
+        return
+    changes = [f"{flag} {_shown(settings.get(name))} (was {_shown(recorded[name])})"
+               for name, flag in SETTING_FLAGS.items() if name in recorded and recorded[name] != settings.get(name)]
+    if changes:
+        log.info("resuming with %s", ", ".join(changes))
 
 
 class Checkpointer:
@@ -59,21 +99,20 @@ class Checkpointer:
 
     def __init__(self, model_dir: str, params: ModelParams, savers: tuple[tf1.train.Saver, tf1.train.Saver],
                  validation: Validation | None, writer: tf1.summary.FileWriter | None,
-                 on_checkpoint: CheckpointCallback | None = None) -> None:
-        self.model_dir, self.params = model_dir, params
+                 on_checkpoint: CheckpointCallback | None = None, settings: dict[str, Any] | None = None) -> None:
+        """settings: this run's training settings, recorded in training.json at its first save."""
+        self.model_dir, self.params, self.settings = model_dir, params, settings
         self.saver, self.best_saver = savers
         self.validation, self.writer, self.on_checkpoint = validation, writer, on_checkpoint
         self.best = load_best_score(model_dir)
         self.since_best = 0
         self.saved_step: int | None = None
-        self._params_written = False
+        self._model_files_written = False
 
     def save(self, session: tf1.Session, step: int, elapsed: float) -> str:
         """Save at `step`; validate, and keep it apart when it is the best so far."""
-        if not self._params_written:
-            if model_params.load(self.model_dir) != self.params:
-                model_params.save(self.model_dir, self.params)
-            self._params_written = True
+        if not self._model_files_written:
+            self._write_model_files()
         path = self.saver.save(session, join(self.model_dir, "model.ckpt"), global_step=step, write_meta_graph=False)
         self.saved_step = step
         log.info("saved %s", path)
@@ -82,6 +121,15 @@ class Checkpointer:
         if self.on_checkpoint is not None:
             self.on_checkpoint(step, elapsed, path)
         return path
+
+    def _write_model_files(self) -> None:
+        """params.json when it is missing or differs, and this run's training.json."""
+        if model_params.load(self.model_dir) != self.params:
+            model_params.save(self.model_dir, self.params)
+        if self.settings is not None:
+            write_bytes_atomic(join(self.model_dir, TRAINING_FILE),
+                               json.dumps(self.settings, indent=2, sort_keys=True).encode("utf-8"))
+        self._model_files_written = True
 
     def _judge(self, session: tf1.Session, step: int, accuracy: Accuracy) -> None:
         """Keep the checkpoint at `step` as the best when it is better, or as good and newer (it has trained

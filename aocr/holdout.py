@@ -2,7 +2,8 @@
 
 A record is held out when a hash of its image bytes falls in the lowest `fraction` of the
 hash range, so the same records are held out on every run and after a resume, whatever
-the order of the files or the records in them.
+the order of the files or the records in them. The records are read once: the hold-out
+test runs inside aocr.data.records.scan_labels.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import zlib
 
-import numpy as np
-
-from aocr.data.records import LabelScan, iter_records
+from aocr import defaults
+from aocr.charset import Charset
+from aocr.data.records import LabelScan, Record, scan_labels
 from aocr.params import ModelParams
 from aocr.validation import VALIDATION_LIMIT
 
@@ -23,23 +24,37 @@ def is_held_out(image: bytes, fraction: float) -> bool:
     return zlib.crc32(image) < fraction * HASH_RANGE
 
 
+class HoldOut:
+    """The hold-out test for scan_labels: takes a record when is_held_out, keeping the first `limit` it
+    takes as (image bytes, normalized label) validation samples."""
+
+    def __init__(self, fraction: float, charset: Charset, limit: int = VALIDATION_LIMIT) -> None:
+        self.fraction, self.charset, self.limit = fraction, charset, limit
+        self.samples: list[tuple[bytes, str]] = []
+
+    def __call__(self, record: Record) -> bool:
+        if not is_held_out(record.image, self.fraction):
+            return False
+        if len(self.samples) < self.limit:
+            self.samples.append((record.image, self.charset.normalize(record.label)))
+        return True
+
+
 @dataclasses.dataclass
 class Split:
-    training: LabelScan  # the scan with the held-out records no longer kept
+    training: LabelScan  # the scan without the held-out records; training.held_out counts them
     validation: list[tuple[bytes, str]]  # (image bytes, normalized label) of the held-out records, up to the limit
-    held_out: int  # records held out (those over the limit are still kept out of training)
+
+    @property
+    def held_out(self) -> int:
+        """Records held out (those over the limit are still kept out of training)."""
+        return self.training.held_out
 
 
-def split_scan(scan: LabelScan, params: ModelParams, fraction: float) -> Split:
-    """Hold out `fraction` of the usable records of `scan`, chosen by is_held_out."""
-    keep = scan.keep.copy()
-    samples: list[tuple[bytes, str]] = []
-    held_out = 0
-    charset = params.char_table
-    for record in iter_records(scan.files):
-        if record.position < len(keep) and keep[record.position] and is_held_out(record.image, fraction):
-            keep[record.position] = False
-            held_out += 1
-            if len(samples) < VALIDATION_LIMIT:
-                samples.append((record.image, charset.normalize(record.label)))
-    return Split(dataclasses.replace(scan, keep=np.asarray(keep)), samples, held_out)
+def split_scan(files: list[str], params: ModelParams, fraction: float,
+               max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> Split:
+    """Scan `files` (aocr.data.records.scan_labels) in one pass, holding out `fraction` of the usable records."""
+    if not fraction:
+        return Split(scan_labels(files, params, max_pixels), [])
+    hold_out = HoldOut(fraction, params.char_table)
+    return Split(scan_labels(files, params, max_pixels, hold_out), hold_out.samples)

@@ -47,17 +47,14 @@ def latest_checkpoint(model_dir: str) -> str | None:
 def choose_checkpoint(model_dir: str, which: str = "best") -> str:
     """The checkpoint `--checkpoint which` names: "best" (the best validated one training kept, else the
     latest), "latest", or a checkpoint path (a prefix such as DIR/model.ckpt-1000, or a directory)."""
-    if which == "best":
-        best = tf.train.latest_checkpoint(best_dir(model_dir))
+    if which in ("best", "latest"):
+        best = tf.train.latest_checkpoint(best_dir(model_dir)) if which == "best" else None
         if best:
             log.info("using the best validated checkpoint, %s (--checkpoint latest for the newest)", best)
             return best
         path = require_checkpoint(model_dir)
-        log.info("using the latest checkpoint, %s (training kept no validated best)", path)
-        return path
-    if which == "latest":
-        path = require_checkpoint(model_dir)
-        log.info("using the latest checkpoint, %s", path)
+        log.info("using the latest checkpoint, %s%s", path,
+                 " (training kept no validated best)" if which == "best" else "")
         return path
     path = tf.train.latest_checkpoint(which) if tf.io.gfile.isdir(which) else which
     if not path or not tf.io.gfile.exists(path + ".index"):

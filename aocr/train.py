@@ -16,12 +16,12 @@ import tensorflow as tf
 
 from aocr import defaults, distributed
 from aocr import params as model_params
-from aocr.checkpointer import CheckpointCallback, Checkpointer
+from aocr.checkpointer import CheckpointCallback, Checkpointer, note_changed_settings
 from aocr.cluster import ClusterStrategy, cluster_session_config, serve_parameters
-from aocr.data.records import LabelScan, expand_dataset_paths, report_scan, scan_labels
+from aocr.data.records import each_problem_once, expand_dataset_paths, report_scan
 from aocr.data.survey import resolve_flags, resolve_from_data
 from aocr.errors import AocrError
-from aocr.holdout import split_scan
+from aocr.holdout import Split, split_scan
 from aocr.init_from import WEIGHT_SHAPING, warm_start
 from aocr.model.optimize import batch_scaled_rate
 from aocr.params import ModelParams, explicit_shape
@@ -63,29 +63,52 @@ class TrainConfig:
     max_image_pixels: int = defaults.MAX_IMAGE_PIXELS  # records whose image declares more are skipped
 
     @property
+    def base_learning_rate(self) -> float:
+        """--initial-learning-rate, or the optimizer's default."""
+        return self.learning_rate if self.learning_rate is not None else defaults.LEARNING_RATES[self.optimizer]
+
+    @property
     def effective_learning_rate(self) -> float:
-        """The rate the optimizer runs at: the given or default one, scaled to the batch size for Adam."""
-        base = self.learning_rate if self.learning_rate is not None else defaults.LEARNING_RATES[self.optimizer]
-        return batch_scaled_rate(self.optimizer, base, self.batch_size)
+        """The rate the optimizer runs at: the base rate, scaled to the batch size for Adam."""
+        return batch_scaled_rate(self.optimizer, self.base_learning_rate, self.batch_size)
+
+    def run_settings(self) -> dict[str, object]:
+        """The settings a resumed run may change, as the model dir's training.json records them
+        (aocr.checkpointer.SETTING_FLAGS names the flag of each)."""
+        return {"augment": self.augment, "validation_split": self.validation_split, "validation": self.validation,
+                "batch_size": self.batch_size, "optimizer": self.optimizer,
+                "initial_learning_rate": self.base_learning_rate}
 
 
-def _validation(config: TrainConfig, scan: LabelScan, params: ModelParams,
-                strategy: Strategy) -> tuple[LabelScan, Validation | None]:
-    """The records to train on, and what to score at each checkpoint (chief only)."""
+def _scan(config: TrainConfig, params: ModelParams) -> Split:
+    """The training records, read once: which ones to train on, and those --validation-split holds out."""
+    fraction = 0.0 if config.validation else config.validation_split
+    split = split_scan(expand_dataset_paths(config.dataset), params, fraction, config.max_image_pixels)
+    report_scan(split.training, params)
+    return split
+
+
+def _validation(config: TrainConfig, split: Split, params: ModelParams, strategy: Strategy) -> Validation | None:
+    """What to score at each checkpoint (chief only). A split that leaves less than one batch to train on
+    is an error; one that holds out nothing (too few records) trains without validation."""
     if config.validation:
-        return scan, (Validation.from_dataset(config.validation, params, config.batch_size)
-                      if strategy.is_chief else None)
+        return Validation.from_dataset(config.validation, params, config.batch_size) if strategy.is_chief else None
     if not config.validation_split:
-        return scan, None
-    split = split_scan(scan, params, config.validation_split)
-    if split.training.usable < config.batch_size or not split.validation:
-        log.warning("--validation-split %g leaves %d records to train on and %d to validate: training on all "
-                    "%d without validation", config.validation_split, split.training.usable, split.held_out,
-                    scan.usable)
-        return scan, None
-    log.info("--validation-split %g: %d records held out for validation, %d to train on", config.validation_split,
-             split.held_out, split.training.usable)
-    return split.training, Validation(split.validation, config.batch_size) if strategy.is_chief else None
+        return None
+    training, fraction = split.training, config.validation_split
+    if not split.held_out:
+        log.warning("--validation-split %g holds out none of the %d usable records, too few to set any aside: "
+                    "training on all of them without validation (--validation DATASET validates on another file)",
+                    fraction, training.usable)
+        return None
+    if training.usable < config.batch_size:
+        raise AocrError(f"--validation-split {fraction:g} holds out {split.held_out} of the {training.usable_in_all} "
+                        f"usable records, leaving {training.usable} to train on: less than one batch (--batch-size "
+                        f"{config.batch_size}). Pass a smaller --validation-split or --batch-size, --validation-split "
+                        "0 to train without validation, or --validation DATASET to validate on another file")
+    log.info("--validation-split %g: %d records held out for validation, %d to train on", fraction,
+             split.held_out, training.usable)
+    return Validation(split.validation, config.batch_size) if strategy.is_chief else None
 
 
 def _total_steps(config: TrainConfig, usable: int, strategy: Strategy, start_step: int) -> int:
@@ -105,9 +128,8 @@ def train(config: TrainConfig, params: ModelParams, strategy: Strategy | None = 
     """Train until the epochs or max_steps are done, time or patience runs out, or a stop is requested;
     returns the global step reached. Only the chief writes params.json, checkpoints and summaries."""
     strategy = strategy or Strategy()
-    scan = scan_labels(expand_dataset_paths(config.dataset), params, config.max_image_pixels)
-    report_scan(scan, params)
-    scan, validation = _validation(config, scan, params, strategy)
+    split = _scan(config, params)
+    scan, validation = split.training, _validation(config, split, params, strategy)
     cnn_dtype = training_compute_dtype(config.precision, config.gpu_id, in_cluster=strategy.in_cluster)
     settings = {"batch_size": config.batch_size, "num_epoch": config.num_epoch, "seed": config.seed,
                 "augment": config.augment, "optimizer": config.optimizer,
@@ -131,6 +153,7 @@ def train(config: TrainConfig, params: ModelParams, strategy: Strategy | None = 
         strategy.start(raw_session)
         if checkpoint and strategy.is_chief:
             log.info("resumed from %s", checkpoint)
+            note_changed_settings(config.model_dir, config.run_settings())
         return _run_loop(config, params, training, strategy, (session, raw_session), validation, scan.usable,
                          cnn_dtype.name, on_checkpoint)
 
@@ -143,7 +166,7 @@ def _run_loop(config: TrainConfig, params: ModelParams, training: TrainingGraph,
     total = _total_steps(config, usable, strategy, start_step)
     writer = tf1.summary.FileWriter(config.model_dir, graph=None) if strategy.is_chief else None
     checkpointer = (Checkpointer(config.model_dir, params, (training.saver, training.best_saver), validation, writer,
-                                 on_checkpoint) if strategy.is_chief else None)
+                                 on_checkpoint, config.run_settings()) if strategy.is_chief else None)
     if checkpointer is not None and config.resume and start_step > 0:
         checkpointer.saved_step = start_step
     limits = Limits(total, config.steps_per_checkpoint,
@@ -195,8 +218,9 @@ def params_from_args(args: argparse.Namespace) -> ModelParams:
 
 def run(args: argparse.Namespace) -> int:
     """`aocr train`, watched for signals from start to end: one before or after the training loop stops at once
-    (there is nothing to save), one during it saves and stops, and a second one always stops at once."""
-    with StopRequest(None):
+    (there is nothing to save), one during it saves and stops, and a second one always stops at once.
+    A bad record is named once, though a new model's files are read twice."""
+    with StopRequest(None), each_problem_once():
         return _run(args)
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from aocr.checkpointer import Checkpointer, load_best_score
 from aocr.data.augment import augment
-from aocr.data.records import expand_dataset_paths, scan_labels
+from aocr.data.records import expand_dataset_paths
 from aocr.holdout import split_scan
 from aocr.init_from import class_mapping
 from aocr.metrics import Accuracy
@@ -49,14 +49,15 @@ def test_alignment_prior_prefers_attention_that_walks_along_the_text():
 
 def test_validation_split_is_stable_and_disjoint(digits_set):
     params = ModelParams(**{"max_width": 120, "max_height": 32, "max_prediction": 4, "charset": "0123456789"})
-    scan = scan_labels(expand_dataset_paths(str(digits_set.tfrecords)), params)
-    first, again = split_scan(scan, params, 0.1), split_scan(scan, params, 0.1)
+    files = expand_dataset_paths(str(digits_set.tfrecords))
+    first, again, none = split_scan(files, params, 0.1), split_scan(files, params, 0.1), split_scan(files, params, 0)
     assert 5 <= first.held_out <= 40
     assert [label for _, label in first.validation] == [label for _, label in again.validation]
-    assert first.training.usable + first.held_out == scan.usable
+    assert first.training.usable + first.held_out == none.training.usable == first.training.usable_in_all
+    assert none.held_out == 0 and not none.validation
     held_images = {image for image, _ in first.validation}
     kept_positions = np.flatnonzero(first.training.keep)
-    assert len(kept_positions) == scan.usable - first.held_out
+    assert len(kept_positions) == none.training.usable - first.held_out
     assert len(held_images) == first.held_out
 
 
@@ -165,3 +166,44 @@ def test_the_rate_decays_over_the_end_of_a_known_budget():
     assert by_time.budget_used(700, elapsed=240.0) == pytest.approx(0.8)
     resumed = Limits(total_steps=6000, steps_per_checkpoint=100, start_step=5000)
     assert resumed.budget_used(5500, elapsed=10.0) == pytest.approx(0.5)
+
+
+# A smaller model than TINY_SHAPE: these runs test what training says, not what it learns.
+SMALLEST = ["--max-width", "120", "--max-height", "32", "--max-prediction", "4", "--attn-num-hidden", "32",
+            "--attn-num-layers", "1"]
+
+
+def test_a_split_leaving_less_than_a_batch_is_an_error_before_training(digits_set, tmp_path):
+    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", *SMALLEST, "--batch-size", "195",
+                      "--validation-split", "0.05", "--max-steps", "2", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    numbers = re.search(r"--validation-split 0.05 holds out (\d+) of the 200 usable records, leaving (\d+) to "
+                        r"train on: less than one batch \(--batch-size 195\)", result.stderr)
+    assert numbers and int(numbers.group(1)) + int(numbers.group(2)) == 200, result.stderr
+    assert "--validation-split 0 to train without validation" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "m").exists()
+
+
+def test_a_resumed_run_says_which_settings_changed(digits_set, tmp_path):
+    def train(steps, *flags):
+        result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", *SMALLEST, "--batch-size", "8",
+                          "--max-steps", steps, *flags, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    train("1", "--augment", "light")
+    same = train("2", "--augment", "light")
+    assert "resumed from" in same and "resuming with" not in same
+    changed = train("3", "--augment", "strong", "--validation-split", "0.1")
+    assert "resuming with --augment strong (was light), --validation-split 0.1 (was 0.05)" in changed
+    assert "training from step 2" in changed
+
+
+def test_a_truncated_file_is_reported_once(digits_set, tmp_path):
+    data = digits_set.tfrecords.read_bytes()
+    (tmp_path / "cut.tfrecords").write_bytes(data[:len(data) * 3 // 4])
+    result = run_aocr("train", "cut.tfrecords", "--model-dir", "m", *SMALLEST, "--batch-size", "8",
+                      "--validation-split", "0.2", "--max-steps", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "records held out for validation" in result.stderr
+    assert result.stderr.count("is truncated or corrupt") == 1, result.stderr

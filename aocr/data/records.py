@@ -6,9 +6,10 @@ Records written by the original aocr load as they are: `image` and `label` are r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,6 +57,30 @@ def _feature_bytes(example: tf.train.Example, key: str) -> bytes | None:
     return feature.bytes_list.value[0]
 
 
+# Within each_problem_once: the (file, record index) whose problem has been logged already.
+_reported: set[tuple[str, int]] | None = None
+
+
+@contextlib.contextmanager
+def each_problem_once() -> Iterator[None]:
+    """Within the block, a record's problem is logged by the first pass over the files that meets it and
+    not by later ones (training a new model reads its files twice: to settle what is on auto, then to scan)."""
+    global _reported
+    outer, _reported = _reported, set()
+    try:
+        yield
+    finally:
+        _reported = outer
+
+
+def _warn(path: str, index: int, message: str, *args: object) -> None:
+    if _reported is not None:
+        if (path, index) in _reported:
+            return
+        _reported.add((path, index))
+    log.warning(message, *args)
+
+
 def iter_records(files: list[str], readable_counts: dict[str, int] | None = None) -> Iterator[Record]:
     """Every record with an image and a label, in file order.
 
@@ -76,7 +101,7 @@ def iter_records(files: list[str], readable_counts: dict[str, int] | None = None
                 image = _feature_bytes(example, "image") if example else None
                 label = _feature_bytes(example, "label") if example else None
                 if image is None or label is None:
-                    log.warning("%s, record %d: no 'image' or 'label' feature; skipped", path, index)
+                    _warn(path, index, "%s, record %d: no 'image' or 'label' feature; skipped", path, index)
                     label = None
                 if label is not None:
                     comment = _feature_bytes(example, "comment")
@@ -86,8 +111,8 @@ def iter_records(files: list[str], readable_counts: dict[str, int] | None = None
             index += 1
         except tf.errors.DataLossError:
             index += 1
-            log.warning("%s: record %d is truncated or corrupt; the %d records before it are used, "
-                        "the rest of the file is skipped (rewrite it with `aocr dataset`)", path, index, index)
+            _warn(path, index, "%s: record %d is truncated or corrupt; the %d records before it are used, the rest of "
+                  "the file is skipped (rewrite it with `aocr dataset`)", path, index, index)
         if readable_counts is not None:
             readable_counts[path] = index
 
@@ -101,7 +126,8 @@ class LabelScan:
     """What training will read: per file the readable record count, per record its label ids.
 
     label_ids is int32 [records, max_prediction + 2]: GO, the characters, EOS, then PAD.
-    keep marks the records whose label fits the charset and max_prediction.
+    keep marks the records training reads: their label fits the charset and max_prediction, their image
+    header is sound, and the hold-out test (if any) did not take them.
     """
 
     files: list[str]
@@ -113,11 +139,18 @@ class LabelScan:
     unknown_records: int = 0
     bad_records: int = 0  # labels with a control character, a byte-order mark or a NUL
     bad_images: int = 0  # images not to decode: unreadable header, or over --max-image-pixels
+    held_out: int = 0  # usable records the hold-out test took (for validation); not in keep
     examples: dict[str, list[str]] = field(default_factory=dict)  # kind -> the first NAMED_RECORDS, described
 
     @property
     def usable(self) -> int:
+        """Records to train on."""
         return int(self.keep.sum())
+
+    @property
+    def usable_in_all(self) -> int:
+        """Records that could be learned from: those to train on and those held out."""
+        return self.usable + self.held_out
 
     def note(self, kind: str, record: Record, what: str) -> None:
         named = self.examples.setdefault(kind, [])
@@ -155,12 +188,30 @@ def _why_not(scan: LabelScan, record: Record, charset: Charset) -> None:
         scan.note("too long", record, f"{len(charset.normalize(record.label))} characters")
 
 
-def scan_labels(files: list[str], params: ModelParams,
-                max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> LabelScan:
-    """Read every record's label once and say which ones training can use, and why not the rest.
+# Given each usable record, says whether to hold it out of training (keeping what it needs of it).
+HoldOutTest = Callable[[Record], bool]
+
+
+def _learnable_ids(scan: LabelScan, record: Record, params: ModelParams, charset: Charset,
+                   max_pixels: int) -> np.ndarray | None:
+    """The record's label ids when training can use it; None, counted and noted in `scan`, when not."""
+    ids = encode_label(record.label, params, charset)
+    if ids is None:
+        _why_not(scan, record, charset)
+    elif (problem := check_image_header(record.image, max_pixels)) is not None:
+        scan.bad_images += 1
+        scan.note("image", record, problem)
+        return None
+    return ids
+
+
+def scan_labels(files: list[str], params: ModelParams, max_pixels: int = defaults.MAX_IMAGE_PIXELS,
+                hold_out: HoldOutTest | None = None) -> LabelScan:
+    """Read every record once and say which ones training can use, and why not the rest.
 
     A record whose image header is unreadable or declares more than max_pixels pixels is not
-    used either: nothing decodes it (aocr.images.check_image_header)."""
+    used either: nothing decodes it (aocr.images.check_image_header). Usable records that
+    `hold_out` takes are counted in held_out and not kept for training."""
     counts: dict[str, int] = {}
     rows: list[np.ndarray] = []
     keep: list[bool] = []
@@ -171,13 +222,10 @@ def scan_labels(files: list[str], params: ModelParams,
         while len(rows) < record.position:  # records skipped for missing features keep their slot
             rows.append(blank)
             keep.append(False)
-        ids = encode_label(record.label, params, charset)
-        if ids is None:
-            _why_not(scan, record, charset)
-        elif (problem := check_image_header(record.image, max_pixels)) is not None:
+        ids = _learnable_ids(scan, record, params, charset, max_pixels)
+        if ids is not None and hold_out is not None and hold_out(record):
+            scan.held_out += 1
             ids = None
-            scan.bad_images += 1
-            scan.note("image", record, problem)
         rows.append(blank if ids is None else ids)
         keep.append(ids is not None)
     total = sum(counts.values())
@@ -211,6 +259,6 @@ def report_scan(scan: LabelScan, params: ModelParams) -> None:
                     "the first: %s", scan.bad_records, first("bad"))
     if scan.bad_images:
         log.warning("%d records skipped: image not to decode; the first: %s", scan.bad_images, first("image"))
-    if scan.usable == 0:
+    if scan.usable_in_all == 0:
         raise AocrError(f"no usable record in {', '.join(scan.files)} ({total} read)")
-    log.info("%d records in %d file(s), %d usable", total, len(scan.files), scan.usable)
+    log.info("%d records in %d file(s), %d usable", total, len(scan.files), scan.usable_in_all)
