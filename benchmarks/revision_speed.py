@@ -113,7 +113,7 @@ def main() -> None:
     rows += [("training images/s (batch 65)", name, f"{max(values):.1f}") for name, values in rates.items()]
     rows += [("prediction ms/image (batch 65)", name, f"{min(values):.2f}") for name, values in predict.items()]
     print_table(rows)
-    print(f"written to {write_json('revision_speed', results)}")
+    print(f"written to {write_json('revision_speed.json', results)}")
 
 
 if __name__ == "__main__":
