@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import tensorflow as tf
 
 from tests.conftest import TINY_SHAPE, run_aocr
@@ -19,19 +18,12 @@ LAUNCHER = Path(__file__).resolve().parent.parent / "tools" / "local_cluster.py"
 TRIALS = LAUNCHER.with_name("cluster_trials.py")
 
 
-@pytest.mark.parametrize(("config", "words"), [
-    ("{not json", "not valid JSON"),
-    (json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "boss", "index": 0}}),
-     "'boss' is unknown"),
-    (json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 2}}),
-     "out of range"),
-    (json.dumps({"cluster": {"worker": "127.0.0.1:1"}, "task": {"type": "worker", "index": 0}}), "list"),
-])
-def test_bad_tf_config_is_a_clear_error(digits_set, tmp_path, config, words):
-    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", cwd=tmp_path,
-                      env={"TF_CONFIG": config})
+def test_bad_tf_config_is_a_clear_error(digits_set, tmp_path):
+    """Through the command line; each kind of mistake is a unit test in test_cluster_config.py."""
+    config = json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 2}})
+    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", cwd=tmp_path, env={"TF_CONFIG": config})
     assert result.returncode != 0
-    assert "TF_CONFIG" in result.stderr and words in result.stderr and "Traceback" not in result.stderr
+    assert "TF_CONFIG" in result.stderr and "out of range" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bfloat16_in_a_cluster_is_a_clear_error_before_training(digits_set, tmp_path):
