@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import tensorflow as tf
 
 from tests.conftest import TINY_SHAPE, run_aocr
@@ -43,6 +44,7 @@ def own_steps(log: str) -> int:
     return int(match.group(1))
 
 
+@pytest.mark.slow
 def test_one_ps_two_workers_train_together_and_the_chief_checkpoint_tests(digits_set, tmp_path):
     """Asynchronous trainers, one epoch: each takes steps of its own shard, and the epoch ends when
     the global step has covered all 200 records once (50 steps of 4), not each shard's 25."""
@@ -79,6 +81,7 @@ def cluster_processes(model: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_synchronous_cluster_and_a_killed_worker_leave_a_loadable_checkpoint(digits_set, tmp_path):
     model = tmp_path / "m"
     launcher = subprocess.Popen(
@@ -114,6 +117,7 @@ def test_synchronous_cluster_and_a_killed_worker_leave_a_loadable_checkpoint(dig
     assert tested.returncode == 0, tested.stderr
 
 
+@pytest.mark.slow
 def test_synchronous_cluster_shuts_down_in_order_within_seconds_of_the_last_step(tmp_path):
     """1 ps + chief + 1 worker, the case of issue 16 (the chief used to hang closing its session towards a
     parameter server that had left): every process exits 0 within 30 s of the last step."""
