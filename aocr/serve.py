@@ -20,6 +20,8 @@ import logging
 import signal
 import threading
 import time
+import weakref
+from collections.abc import Iterable
 from typing import Any
 
 from aocr.errors import AocrError
@@ -34,14 +36,48 @@ DRAIN_TIMEOUT_S = 30.0  # longest wait for requests in flight once asked to stop
 REST_THREADS = 16
 GRPC_THREADS = 16
 MAX_ENQUEUED_IMAGES = 4096  # images waiting for a batch; more are refused with UNAVAILABLE (HTTP 503)
+ARRIVAL_TIMEOUT_S = 60.0  # longest a request (headers and body) may take to arrive; then its connection is closed
+
+
+class SlowArrivals:
+    """Closes a connection whose request has been arriving for more than `limit` seconds.
+
+    Waitress reads a request on its event loop and gives it to a worker only once it is complete, so a
+    client that sends its body slowly holds no worker; but it holds a connection (waitress accepts 100),
+    and waitress's own idle timeout (120 s) starts again with every byte: a client that trickles a byte
+    a minute would hold one for ever. Checked on the event loop's thread, at most once a second.
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.first_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # partial request -> time
+        self.checked = 0.0
+
+    def check(self, channels: Iterable[object], now: float) -> None:
+        if now - self.checked < 1.0:
+            return
+        self.checked = now
+        from waitress.channel import HTTPChannel
+
+        for channel in channels:
+            request = getattr(channel, "request", None) if isinstance(channel, HTTPChannel) else None
+            if request is None or channel.will_close or channel.requests:  # idle, closing, or answering
+                continue
+            if now - self.first_seen.setdefault(request, now) > self.limit:
+                log.warning("closed a connection from %s: its request took over %.0f s to arrive",
+                            channel.addr[0] if channel.addr else "?", self.limit)
+                channel.will_close = True  # the loop closes it on its next turn
 
 
 def serve_rest_until(server: object, stopping: threading.Event) -> None:
-    """Run waitress's event loop until `stopping` is set (each turn waits at most a second)."""
+    """Run waitress's event loop until `stopping` is set (each turn waits at most a second), closing the
+    connections of requests that take over ARRIVAL_TIMEOUT_S to arrive."""
     from waitress import wasyncore
 
+    slow = SlowArrivals(ARRIVAL_TIMEOUT_S)
     while not stopping.is_set() and server._map:
         wasyncore.loop(timeout=1.0, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
+        slow.check(list(server._map.values()), time.monotonic())
 
 
 def drain_rest(server: object, timeout: float) -> None:

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
 import platform
+import re
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import IO
 
+ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out"
 
 # The setup the issue's figures for the original aocr were measured with.
 SHAPE = {"max_width": 200, "max_height": 48, "max_prediction": 8}
 SHAPE_FLAGS = ["--max-width", "200", "--max-height", "48", "--max-prediction", "8"]
+# A model small enough to train in seconds, for figures about memory and robustness, not accuracy.
+TINY_FLAGS = ["--max-width", "120", "--max-height", "32", "--max-prediction", "4", "--attn-num-hidden", "32",
+              "--attn-num-layers", "1"]
 
 
 def machine() -> dict:
@@ -88,3 +99,114 @@ def print_table(rows: list[tuple[str, str, str]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def aocr(*args: str) -> list[str]:
+    """The command line of an aocr verb, run by this Python."""
+    return [sys.executable, "-m", "aocr", *args]
+
+
+def tiny_model(work: Path, steps: int = 2) -> Path:
+    """A model with TINY_FLAGS trained for `steps` steps on 32 plain images of 1-4 digits (work/model)."""
+    import random
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tools import hostile_images
+
+    draw = random.Random(4)
+    rows = []
+    for number in range(32):
+        text = "".join(draw.choice("0123456789") for _ in range(draw.randint(1, 4)))
+        path = work / f"plain-{number}.png"
+        path.write_bytes(hostile_images.encode(hostile_images.text_image(text=text), "PNG"))
+        rows.append(f"{path} {text}\n")
+    (work / "plain.txt").write_text("".join(rows))
+    subprocess.run(aocr("dataset", str(work / "plain.txt"), str(work / "plain.tfrecords"), "--log-path", ""),
+                   check=True, capture_output=True)
+    model = work / "model"
+    subprocess.run(aocr("train", str(work / "plain.tfrecords"), "--model-dir", str(model), *TINY_FLAGS,
+                        "--batch-size", "4", "--max-steps", str(steps), "--validation-split", "0", "--log-path", ""),
+                   check=True, capture_output=True)
+    return model
+
+
+def export_model(model_dir: Path | str, export_dir: Path) -> Path:
+    """`aocr export` of a model dir's latest checkpoint into export_dir (version 1); returns export_dir."""
+    subprocess.run(aocr("export", str(export_dir), "--model-dir", str(model_dir), "--log-path", ""), check=True,
+                   capture_output=True)
+    return export_dir
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(export_dir: Path, grpc_port: int, flags: list[str],
+                 log: IO[str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`aocr serve` on a free REST port; returns the process and its REST URL once it listens. Its log
+    (one line per request) is read to the end by a thread, and copied into `log` where one is given."""
+    process = subprocess.Popen(aocr("serve", str(export_dir), "--port", "0", "--grpc-port", str(grpc_port),
+                                    "--log-path", "", *flags),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def drain() -> None:  # a full pipe would stall the server
+        for line in process.stderr:
+            if log is not None:
+                log.write(line)
+
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        lines.append(line)
+        match = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
+        if match:
+            threading.Thread(target=drain, daemon=True).start()
+            return process, match.group(1)
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    raise SystemExit("aocr serve did not start:\n" + "".join(lines[-20:]))
+
+
+def predict_body(*images: bytes) -> bytes:
+    """A TF Serving :predict body in the row format: one {"b64": ...} instance per image."""
+    return json.dumps({"instances": [{"b64": base64.b64encode(image).decode()} for image in images]}).encode()
+
+
+def post(url: str, body: bytes, path: str = "/v1/models/aocr:predict", timeout: float = 60) -> tuple[int, bytes, str]:
+    """POST body on a new connection; (status, answer, note). Where the server answers (413) and closes
+    before taking the whole body, the answer is read after the send fails, and the note says so."""
+    connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=timeout)
+    note = ""
+    try:
+        try:
+            connection.request("POST", path, body, {"Content-Type": "application/json"})
+        except (BrokenPipeError, ConnectionResetError) as e:
+            note = f"answer read after {type(e).__name__} while sending"
+        response = connection.getresponse()
+        return response.status, response.read(), note
+    finally:
+        connection.close()
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    """/proc/PID/status as field -> value (Linux)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def memory_mib(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of /proc/PID/status in MiB: VmRSS (resident now) or VmHWM (peak resident)."""
+    return int(proc_status(pid)[field].split()[0]) / 1024
+
+
+def threads_and_fds(pid: int) -> tuple[int, int]:
+    """(threads, open file descriptors) of a process (Linux /proc)."""
+    return int(proc_status(pid)["Threads"]), len(os.listdir(f"/proc/{pid}/fd"))

@@ -15,15 +15,11 @@ import argparse
 import base64
 import json
 import os
-import re
 import shlex
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,33 +29,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, print_table, rendered_set, write_json  # noqa: E402
+from common import export_model, free_port, machine, print_table, rendered_set, start_server, write_json  # noqa: E402
 
 Sender = Callable[[int], tuple[bool, float]]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(export_dir: Path, grpc_port: int, flags: list[str]) -> tuple[subprocess.Popen, str]:
-    """`aocr serve` on a free REST port; returns the process and its REST URL once it listens."""
-    process = subprocess.Popen([sys.executable, "-m", "aocr", "serve", str(export_dir), "--port", "0",
-                                "--grpc-port", str(grpc_port), "--log-path", "", *flags],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        match = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
-        if match:
-            threading.Thread(target=process.stderr.read, daemon=True).start()  # keep draining its log
-            return process, match.group(1)
-        if not line and process.poll() is not None:
-            break
-    process.kill()
-    raise SystemExit("aocr serve did not start")
 
 
 def rest_sender(url: str, images: list[bytes]) -> Sender:
@@ -146,9 +118,7 @@ def main() -> None:
     annotations, _ = rendered_set("rendered-test-500", 500, seed=12)
     images = [Path(line.split(" ", 1)[0]).read_bytes() for line in annotations.read_text().splitlines()]
     images = images[:args.requests]
-    export_dir = Path(tempfile.mkdtemp(prefix="aocr-serve-bench-"))
-    subprocess.run([sys.executable, "-m", "aocr", "export", str(export_dir), "--model-dir", args.model_dir,
-                    "--log-path", ""], check=True, capture_output=True)
+    export_dir = export_model(args.model_dir, Path(tempfile.mkdtemp(prefix="aocr-serve-bench-")))
     grpc_port = free_port() if args.protocol == "grpc" else 0
     process, url = start_server(export_dir, grpc_port, shlex.split(args.serve_flags))
     try:

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -24,10 +25,12 @@ from tools import hostile_images
 MAX_REQUEST_BYTES = 200_000
 
 
-def start_server(export_dir, *flags, cwd, env=None):
-    """`aocr serve` on a REST port the OS picks; returns (process, REST url, log lines of the start)."""
+def start_server(export_dir, *flags, cwd, env=None, before=""):
+    """`aocr serve` on a REST port the OS picks; returns (process, REST url, log lines of the start).
+    `before`: Python statements run in the server's process before the command line is read."""
+    program = ["-c", f"import sys; {before}; from aocr.cli import main; sys.exit(main())"] if before else ["-m", "aocr"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "aocr", "serve", str(export_dir), "--port", "0", *flags],
+        [sys.executable, *program, "serve", str(export_dir), "--port", "0", *flags],
         cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     url, lines = None, []
     deadline = time.monotonic() + 120
@@ -406,3 +409,72 @@ def test_an_image_declaring_gigapixels_is_refused_from_its_header(server, digits
     assert status == 400 and "over the limit of 50 megapixels" in answer["error"]
     good, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
     assert good == 200 and answer["predictions"][0]["output"] == expected[0]
+
+
+def open_fds(process):
+    return len(os.listdir(f"/proc/{process.pid}/fd"))
+
+
+def settled_fds(process, at_most, seconds=10.0):
+    """The server's open descriptors, once they are down to `at_most` (or after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while open_fds(process) > at_most and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return open_fds(process)
+
+
+def post_head(host, port, content_length):
+    return (f"POST /v1/models/aocr:predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {content_length}\r\n\r\n").encode()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_clients_that_disconnect_mid_body_leave_nothing_behind_and_the_next_request_is_answered(
+        server, digits_set, expected):
+    url, process = server
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"instances": [{"b64": b64(digits_set.images[2])}]}).encode()
+    assert call(url, "/v1/models/aocr:predict", raw=body)[0] == 200
+    time.sleep(0.5)  # the server lets that connection go
+    before = open_fds(process)
+    for declared, sent, reset in [(len(body), 0, False), (len(body), len(body) // 2, False),
+                                  (MAX_REQUEST_BYTES, MAX_REQUEST_BYTES // 2, False),
+                                  (MAX_REQUEST_BYTES, MAX_REQUEST_BYTES // 3, True)]:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(post_head(host, port, declared) + (body + b" " * declared)[:sent])
+            if reset:  # close with a TCP reset rather than a FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        status, answer = call(url, "/v1/models/aocr:predict", raw=body)
+        assert status == 200 and answer["predictions"][0]["output"] == expected[2]
+    assert settled_fds(process, before) <= before
+
+
+def test_a_request_that_trickles_in_is_cut_off_and_holds_no_worker_meanwhile(exported, digits_set, expected):
+    """A client that sends its body a byte at a time: the others are answered meanwhile, and its connection
+    is closed once its request has taken over the arrival limit (2 s here, 60 s by default)."""
+    process, url, _ = start_server(exported, "--grpc-port", "0", cwd=exported.parent,
+                                   before="import aocr.serve; aocr.serve.ARRIVAL_TIMEOUT_S = 2.0")
+    host, port = url.removeprefix("http://").split(":")
+    body = {"instances": [{"b64": b64(digits_set.images[3])}]}
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(post_head(host, port, 1000) + b'{"instances"')
+            started = time.monotonic()
+            status, answer = call(url, "/v1/models/aocr:predict", body)
+            assert status == 200 and answer["predictions"][0]["output"] == expected[3]
+            sock.settimeout(0.2)
+            closed = None
+            while closed is None and time.monotonic() - started < 20:
+                try:
+                    sock.sendall(b" ")
+                    closed = "closed" if sock.recv(1024) == b"" else None
+                except TimeoutError:
+                    pass
+                except OSError:  # reset, or a broken pipe
+                    closed = "reset"
+            seconds = time.monotonic() - started
+        assert closed and 2.0 <= seconds <= 6.0, (closed, seconds)
+        status, answer = call(url, "/v1/models/aocr:predict", body)
+        assert status == 200 and answer["predictions"][0]["output"] == expected[3]
+    finally:
+        stop_server(process)
