@@ -186,6 +186,27 @@ def _shape_flags() -> argparse.ArgumentParser:
     return p
 
 
+def _decoding_flags(when: str) -> argparse.ArgumentParser:
+    """--beam-width and --n-best (aocr.params.decoding_of reads them; check_decoding_flags checks N <= K)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group(f"decoding ({when})")
+    g.add_argument("--beam-width", type=_positive_int, default=1, metavar="K",
+                   help="keep the K most likely hypotheses per image while decoding (beam search); 1 decodes "
+                        "greedily, as before (default: %(default)s)")
+    g.add_argument("--n-best", type=_positive_int, default=None, metavar="N",
+                   help="answer the N most likely candidates per image, each with its probability and its "
+                        "characters' (N <= --beam-width; default: 1)")
+    return p
+
+
+def check_decoding_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--n-best N needs N hypotheses: more than --beam-width is a usage error."""
+    n_best, beam_width = getattr(args, "n_best", None), getattr(args, "beam_width", 1)
+    if n_best is not None and n_best > beam_width:
+        parser.error(f"--n-best {n_best} is more than --beam-width {beam_width}: beam search keeps only K "
+                     f"hypotheses per image; pass --beam-width {n_best} or more, or a smaller --n-best")
+
+
 def _add_image_limit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-image-pixels", type=_positive_int, default=defaults.MAX_IMAGE_PIXELS, metavar="N",
                    help="skip, naming it, an image whose header declares more than N pixels (a GIF's frames "
@@ -265,7 +286,8 @@ def _add_train(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def _add_test(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ignored = _ignored_flags("test", "--initial-learning-rate", "--max-gradient-norm", "--no-gradient-clipping")
-    p = sub.add_parser("test", parents=[*parents, _visualize_flags("attention maps and an HTML report"), ignored],
+    p = sub.add_parser("test", parents=[*parents, _visualize_flags("attention maps and an HTML report"),
+                                        _decoding_flags("the accuracy is that of the best candidate"), ignored],
                        help="TFRecords -> accuracy",
                        description="Measure a trained model on TFRecords. Shapes come from params.json.")
     p.add_argument("dataset_path", metavar="DATASET",
@@ -279,18 +301,26 @@ def _add_test(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
 def _add_predict(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ignored = _ignored_flags("predict", "--no-distance", "--initial-learning-rate", "--max-gradient-norm",
                              "--no-gradient-clipping")
-    p = sub.add_parser("predict", parents=[*parents, _visualize_flags("attention maps"), ignored],
+    p = sub.add_parser("predict", parents=[*parents, _visualize_flags("attention maps"),
+                                           _decoding_flags("--n-best candidates are printed with --format jsonl"),
+                                           ignored],
                        help="images -> text",
                        description="Read text from image files. With no PATH, read paths from stdin, one a line. "
                                    "Prints 'path<TAB>text<TAB>probability' per image.")
     p.add_argument("paths", metavar="PATH", nargs="*", help="image files or directories of images")
+    p.add_argument("--format", choices=["tsv", "jsonl"], default="tsv",
+                   help="'tsv': path, text and probability per line; 'jsonl': one JSON object per image with "
+                        "path, text, probability, characters (each character with its probability) and, with "
+                        "--n-best, candidates (default: %(default)s)")
     _add_image_limit(p)
 
 
 def _add_export(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     ignored = _ignored_flags("export", "--gpu-id", "--no-distance", "--output-dir", "--initial-learning-rate",
                              "--max-gradient-norm", "--no-gradient-clipping")
-    p = sub.add_parser("export", parents=[*parents, ignored], help="checkpoints -> SavedModel or frozen graph",
+    decoding = _decoding_flags("fixed in the export; --n-best sets the 'n_best' signature's candidates")
+    p = sub.add_parser("export", parents=[*parents, decoding, ignored],
+                       help="checkpoints -> SavedModel or frozen graph",
                        description="Export a checkpoint for TensorFlow Serving (DIR/VERSION/) "
                                    "or as a frozen graph (DIR/frozen_graph.pb). Shapes come from params.json.")
     p.add_argument("export_path", metavar="DIR", nargs="?", default=defaults.EXPORT_DIR,
@@ -391,7 +421,9 @@ def import_tensorflow_quietly() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_decoding_flags(parser, args)
     if not args.verbose:
         import_tensorflow_quietly()
     logging.getLogger("tensorflow").setLevel(logging.INFO if args.verbose else logging.ERROR)

@@ -8,6 +8,7 @@ import io
 import logging
 import random
 
+import numpy as np
 import tensorflow as tf
 
 from aocr import params as model_params
@@ -15,9 +16,23 @@ from aocr.data.survey import resolve_flags
 from aocr.data.synthetic import load_font, render
 from aocr.errors import AocrError
 from aocr.fileio import atomic_output, join, temp_path_beside
-from aocr.params import ModelParams, explicit_shape
-from aocr.savedmodel import INPUT_KEY, PROBABILITY_KEY, SERVING_TAGS, SIGNATURE, TEXT_KEY, load, version_path, versions
-from aocr.serving_graph import INPUT_NAME, PROBABILITY_NAME, TEXT_NAME, build_serving_graph
+from aocr.params import GREEDY, Decoding, ModelParams, decoding_of, explicit_shape
+from aocr.savedmodel import (
+    BEAM_WIDTH_NAME,
+    CHAR_PROBABILITIES_KEY,
+    INPUT_KEY,
+    N_BEST_SIGNATURE,
+    PROBABILITIES_KEY,
+    PROBABILITY_KEY,
+    SERVING_TAGS,
+    SIGNATURE,
+    TEXT_KEY,
+    TEXTS_KEY,
+    load,
+    version_path,
+    versions,
+)
+from aocr.serving_graph import INPUT_NAME, PROBABILITY_NAME, TEXT_NAME, ServingTensors, build_serving_graph
 from aocr.session import choose_checkpoint, restore, session_config
 
 tf1 = tf.compat.v1
@@ -38,18 +53,39 @@ def check_outputs(text: object, probability: object, what: str) -> None:
         raise AocrError(f"{what} gave unexpected outputs ({text!r}, {probability!r}); nothing was exported")
 
 
-def _frozen_session(checkpoint: str, params: ModelParams):
+def check_candidates(texts: np.ndarray, probabilities: np.ndarray, char_probabilities: np.ndarray,
+                     decoding: Decoding, params: ModelParams, what: str) -> None:
+    """The n_best signature's answer for one image: [n_best], [n_best] and [n_best, max_prediction + 1]."""
+    n = decoding.n_best
+    if (texts.shape, probabilities.shape, char_probabilities.shape) != ((n,), (n,), (n, params.decoder_steps)):
+        raise AocrError(f"{what} gave n-best outputs of shapes {texts.shape}, {probabilities.shape}, "
+                        f"{char_probabilities.shape} for one image; nothing was exported")
+
+
+def _frozen_session(checkpoint: str, params: ModelParams, decoding: Decoding):
     graph = tf.Graph()
     with graph.as_default():
-        tensors = build_serving_graph(params)
+        tensors = build_serving_graph(params, decoding)
         saver = tf1.train.Saver()
     session = tf1.Session(graph=graph, config=session_config())
     restore(session, saver, checkpoint)
     return session, tensors
 
 
+def _signatures(tensors: ServingTensors) -> dict:
+    """serving_default (text and probability per image) and n_best (the candidates), on one input."""
+    inputs = {INPUT_KEY: tensors.image_bytes}
+    return {
+        SIGNATURE: tf1.saved_model.predict_signature_def(
+            inputs=inputs, outputs={TEXT_KEY: tensors.text, PROBABILITY_KEY: tensors.probability}),
+        N_BEST_SIGNATURE: tf1.saved_model.predict_signature_def(
+            inputs=inputs, outputs={TEXTS_KEY: tensors.texts, PROBABILITIES_KEY: tensors.probabilities,
+                                    CHAR_PROBABILITIES_KEY: tensors.char_probabilities}),
+    }
+
+
 def export_savedmodel(checkpoint: str, params: ModelParams, export_dir: str, version: int | None,
-                      force: bool) -> str:
+                      force: bool, decoding: Decoding = GREEDY) -> str:
     """Write DIR/VERSION (the next free version by default) and return its path."""
     existing = versions(export_dir)
     version = version if version is not None else (existing[-1] + 1 if existing else 1)
@@ -63,19 +99,16 @@ def export_savedmodel(checkpoint: str, params: ModelParams, export_dir: str, ver
     build_dir = target if in_place else temp_path_beside(target)
     if in_place and tf.io.gfile.exists(target):
         tf.io.gfile.rmtree(target)
-    session, tensors = _frozen_session(checkpoint, params)
+    session, tensors = _frozen_session(checkpoint, params, decoding)
     done = False
     try:
         with session:
             builder = tf1.saved_model.Builder(build_dir)
-            signature = tf1.saved_model.predict_signature_def(
-                inputs={INPUT_KEY: tensors.image_bytes},
-                outputs={TEXT_KEY: tensors.text, PROBABILITY_KEY: tensors.probability})
             builder.add_meta_graph_and_variables(
-                session, list(SERVING_TAGS), signature_def_map={SIGNATURE: signature},
+                session, list(SERVING_TAGS), signature_def_map=_signatures(tensors),
                 clear_devices=True, strip_default_attrs=True)
             builder.save()
-        check_savedmodel(build_dir)
+        check_savedmodel(build_dir, params, decoding)
         if not in_place:
             if tf.io.gfile.exists(target):
                 tf.io.gfile.rmtree(target)
@@ -87,27 +120,34 @@ def export_savedmodel(checkpoint: str, params: ModelParams, export_dir: str, ver
     return target
 
 
-def check_savedmodel(path: str) -> None:
-    """Load a SavedModel in a clean graph, as TF Serving would, and run its signature on an image."""
+def check_savedmodel(path: str, params: ModelParams, decoding: Decoding) -> None:
+    """Load a SavedModel in a clean graph, as TF Serving would, and run its signatures on an image."""
     loaded = load(path)
     try:
-        outputs = loaded.output_names
-        text, probability = loaded.session.run([outputs[TEXT_KEY], outputs[PROBABILITY_KEY]],
-                                               {loaded.input_name: sample_image()})
+        outputs, n_best = loaded.output_names, loaded.signature_outputs(N_BEST_SIGNATURE)
+        text, probability, *candidates = loaded.session.run(
+            [outputs[TEXT_KEY], outputs[PROBABILITY_KEY], n_best[TEXTS_KEY], n_best[PROBABILITIES_KEY],
+             n_best[CHAR_PROBABILITIES_KEY]], {loaded.input_name: sample_image()})
+        beam_width = loaded.beam_width
     finally:
         loaded.close()
     check_outputs(text, probability, f"the SavedModel in {path}")
+    check_candidates(*candidates, decoding, params, f"the SavedModel in {path}")
+    if beam_width != decoding.beam_width:
+        raise AocrError(f"the SavedModel in {path} decodes with beam width {beam_width}, not "
+                        f"{decoding.beam_width}; nothing was exported")
 
 
-def export_frozen_graph(checkpoint: str, params: ModelParams, export_dir: str, force: bool) -> str:
+def export_frozen_graph(checkpoint: str, params: ModelParams, export_dir: str, force: bool,
+                        decoding: Decoding = GREEDY) -> str:
     """Write DIR/frozen_graph.pb with the variables folded into constants and return its path."""
     target = join(export_dir, FROZEN_GRAPH)
     if tf.io.gfile.exists(target) and not force:
         raise AocrError(f"{target} exists; pass --force to replace it")
-    session, _ = _frozen_session(checkpoint, params)
+    session, _ = _frozen_session(checkpoint, params, decoding)
     with session:
         graph_def = tf1.graph_util.convert_variables_to_constants(
-            session, session.graph.as_graph_def(), [TEXT_NAME, PROBABILITY_NAME])
+            session, session.graph.as_graph_def(), [TEXT_NAME, PROBABILITY_NAME, BEAM_WIDTH_NAME])
     for node in graph_def.node:
         node.device = ""
     with atomic_output(target) as temp:
@@ -135,16 +175,19 @@ def run(args: argparse.Namespace) -> int:
     explicit = resolve_flags(explicit_shape(args))
     params = model_params.resolve(explicit, model_params.require(args.model_dir), args.model_dir)
     checkpoint = choose_checkpoint(args.model_dir, args.checkpoint)
+    decoding = decoding_of(args)
     if args.format == "savedmodel":
-        path = export_savedmodel(checkpoint, params, args.export_path, args.export_version, args.force)
-        log.info("exported %s as SavedModel %s (signature %s: input 'input', outputs 'output', 'probability')",
-                 checkpoint, path, SIGNATURE)
+        path = export_savedmodel(checkpoint, params, args.export_path, args.export_version, args.force, decoding)
+        log.info("exported %s as SavedModel %s (signature %s: input 'input', outputs 'output', 'probability'; "
+                 "signature %s: outputs 'texts', 'probabilities', 'char_probabilities' of %d candidates; "
+                 "beam width %d)", checkpoint, path, SIGNATURE, N_BEST_SIGNATURE, decoding.n_best,
+                 decoding.beam_width)
         log.info("serve it with `aocr serve %s` or `tensorflow_model_server --rest_api_port=8501 "
                  "--model_name=aocr --model_base_path=%s`", args.export_path, args.export_path)
     else:
         if args.export_version is not None:
             raise AocrError("--version applies to --format savedmodel only")
-        path = export_frozen_graph(checkpoint, params, args.export_path, args.force)
-        log.info("exported %s as frozen graph %s (input %s:0, outputs %s:0 and %s:0)", checkpoint, path,
-                 INPUT_NAME, TEXT_NAME, PROBABILITY_NAME)
+        path = export_frozen_graph(checkpoint, params, args.export_path, args.force, decoding)
+        log.info("exported %s as frozen graph %s (input %s:0, outputs %s:0 and %s:0; beam width %d in %s:0)",
+                 checkpoint, path, INPUT_NAME, TEXT_NAME, PROBABILITY_NAME, decoding.beam_width, BEAM_WIDTH_NAME)
     return 0

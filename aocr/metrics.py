@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rapidfuzz.distance import Levenshtein
 
@@ -39,3 +39,45 @@ class Accuracy:
     def summary(self) -> str:
         return (f"word accuracy: {100 * self.word_accuracy:.2f}%, "
                 f"character accuracy: {100 * self.character_accuracy:.2f}% ({self.images} images)")
+
+
+COVERAGE_THRESHOLDS = (0.5, 0.9, 0.99)
+
+
+@dataclass
+class Coverage:
+    """How useful the answers' probability is as a confidence: for each threshold p, the share of
+    images answered with probability >= p, and the word accuracy among those (what a user needs to
+    pick the threshold above which answers are trusted)."""
+
+    thresholds: tuple[float, ...] = COVERAGE_THRESHOLDS
+    images: int = 0
+    kept: dict[float, int] = field(default_factory=dict)  # threshold -> images at or above it
+    correct: dict[float, int] = field(default_factory=dict)  # threshold -> right words among them
+
+    def add(self, probability: float, correct: bool) -> None:
+        """Count one image (an unreadable one as probability 0)."""
+        self.images += 1
+        for threshold in self.thresholds:
+            if probability >= threshold:
+                self.kept[threshold] = self.kept.get(threshold, 0) + 1
+                self.correct[threshold] = self.correct.get(threshold, 0) + correct
+
+    def share(self, threshold: float) -> float:
+        """The share of images answered with probability >= threshold."""
+        return self.kept.get(threshold, 0) / self.images if self.images else 0.0
+
+    def accuracy(self, threshold: float) -> float | None:
+        """The word accuracy among the images answered with probability >= threshold (None: there are none)."""
+        kept = self.kept.get(threshold, 0)
+        return self.correct.get(threshold, 0) / kept if kept else None
+
+    def summary_lines(self) -> list[str]:
+        """One line per threshold, as `aocr test` logs them."""
+        lines = []
+        for threshold in self.thresholds:
+            accuracy = self.accuracy(threshold)
+            among = f"{100 * accuracy:.2f}%" if accuracy is not None else "n/a"
+            lines.append(f"probability >= {threshold:g}: {100 * self.share(threshold):.2f}% of images "
+                         f"({self.kept.get(threshold, 0)} of {self.images}), word accuracy among them {among}")
+        return lines

@@ -76,6 +76,23 @@ def explicit_shape(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Decoding:
+    """How the inference graph decodes: chosen per run of test and predict, or fixed at export time;
+    never part of params.json (any model decodes either way)."""
+
+    beam_width: int = 1  # hypotheses kept per image; 1 is greedy decoding
+    n_best: int = 1  # candidates answered per image, best first; at most beam_width
+
+
+GREEDY = Decoding()
+
+
+def decoding_of(args: argparse.Namespace) -> Decoding:
+    """The --beam-width and --n-best flags (cli.py checks that N <= K); defaults where a verb has none."""
+    return Decoding(getattr(args, "beam_width", None) or 1, getattr(args, "n_best", None) or 1)
+
+
+@dataclass(frozen=True)
 class ModelParams:
     """Everything that fixes the model's variables and its input and output format."""
 

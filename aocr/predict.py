@@ -1,4 +1,5 @@
-"""`aocr predict`: image files -> 'path<TAB>text<TAB>probability' lines on stdout.
+"""`aocr predict`: image files -> 'path<TAB>text<TAB>probability' lines on stdout, or with
+--format jsonl one JSON object per image (per-character probabilities, and the n-best candidates).
 
 Paths come from the arguments (files, or directories of images) or, with none, from
 stdin one per line, so `find ... | aocr predict` works as it did in the original.
@@ -7,9 +8,10 @@ stdin one per line, so `find ... | aocr predict` works as it did in the original
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import tensorflow as tf
 
@@ -18,8 +20,8 @@ from aocr.data.survey import resolve_flags
 from aocr.errors import AocrError
 from aocr.fileio import join, read_bytes
 from aocr.images import BadImage, image_size
-from aocr.params import explicit_shape
-from aocr.recognizer import Recognizer, chunks
+from aocr.params import decoding_of, explicit_shape
+from aocr.recognizer import Recognizer, Result, chunks
 from aocr.visualize import AttentionWriter
 
 log = logging.getLogger("aocr")
@@ -60,11 +62,30 @@ def read_image(path: str, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> bytes 
     return data
 
 
-def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk_size: int,
-            writer: AttentionWriter | None = None) -> tuple[int, int]:
-    """Print one line per readable image, in input order; returns (recognized, failed).
+def _characters(text: str, probabilities: list[float]) -> list[dict]:
+    return [{"char": char, "probability": round(p, 6)} for char, p in zip(text, probabilities, strict=True)]
 
-    With a writer, each image's attention maps go into a folder named after the file.
+
+def json_line(path: str, result: Result, with_candidates: bool) -> str:
+    """One image's answer as a JSON object on one line: path, text, probability, characters (each with
+    its probability) and, with_candidates, the n-best candidates in the same form, best first."""
+    answer = {"path": path, "text": result.text, "probability": round(result.probability, 6),
+              "characters": _characters(result.text, result.char_probabilities)}
+    if with_candidates:
+        answer["candidates"] = [{"text": c.text, "probability": round(c.probability, 6),
+                                 "characters": _characters(c.text, c.char_probabilities)} for c in result.candidates]
+    return json.dumps(answer, ensure_ascii=False) + "\n"
+
+
+def tsv_line(path: str, result: Result) -> str:
+    return f"{path}\t{result.text}\t{result.probability:.6f}\n"
+
+
+def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk_size: int,
+            writer: AttentionWriter | None = None,
+            line: Callable[[str, Result], str] = tsv_line) -> tuple[int, int]:
+    """Print one line per readable image (`line` of its path and Result), in input order; returns
+    (recognized, failed). With a writer, each image's attention maps go into a folder named after the file.
     """
     recognized = failed = 0
     for chunk in chunks(paths, chunk_size):
@@ -77,7 +98,7 @@ def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk
                 print(f"aocr predict: {path}: {outcome}; skipped", file=sys.stderr, flush=True)
                 failed += 1
             else:
-                sys.stdout.write(f"{path}\t{outcome.text}\t{outcome.probability:.6f}\n")
+                sys.stdout.write(line(path, outcome))
                 recognized += 1
                 if writer is not None:
                     writer.add(path, data, outcome)
@@ -87,7 +108,7 @@ def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk
 
 def run(args: argparse.Namespace) -> int:
     recognizer = Recognizer.from_model_dir(args.model_dir, resolve_flags(explicit_shape(args)), args.gpu_id,
-                                           args.checkpoint)
+                                           args.checkpoint, decoding_of(args))
     recognizer.max_pixels = args.max_image_pixels
     interactive = not args.paths and sys.stdin.isatty()
     if interactive:
@@ -96,8 +117,10 @@ def run(args: argparse.Namespace) -> int:
     # At a terminal each path is answered at once; in a pipe, images are batched.
     chunk_size = 1 if interactive else args.batch_size * CHUNK_BATCHES
     writer = AttentionWriter(args.output_dir) if args.visualize else None
+    with_candidates = args.n_best is not None
+    line = tsv_line if args.format == "tsv" else (lambda path, result: json_line(path, result, with_candidates))
     try:
-        recognized, failed = predict(recognizer, paths, args.batch_size, chunk_size, writer)
+        recognized, failed = predict(recognizer, paths, args.batch_size, chunk_size, writer, line)
     finally:
         recognizer.close()
         if writer and writer.entries:

@@ -11,7 +11,7 @@ import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -23,7 +23,7 @@ from aocr import params as model_params
 from aocr.errors import first_line_of
 from aocr.images import check_image_header
 from aocr.model.model import Recognition, recognize_bytes
-from aocr.params import ModelParams
+from aocr.params import GREEDY, Decoding, ModelParams
 from aocr.session import choose_checkpoint, model_device, require_checkpoint, restore, session_config
 
 tf1 = tf.compat.v1
@@ -33,11 +33,27 @@ log = logging.getLogger("aocr")
 
 
 @dataclass
+class Candidate:
+    """One of an image's best answers (--n-best)."""
+
+    text: str
+    probability: float
+    char_probabilities: list[float]  # one per character of text
+
+
+@dataclass
 class Result:
     text: str
     probability: float
     attention: np.ndarray  # float32 [len(text) + 1, columns]: each step through EOS, over the real columns
     width: int  # the image's width in pixels as the CNN saw it (height 32)
+    char_probabilities: list[float] = field(default_factory=list)  # one per character of text
+    candidates: list[Candidate] = field(default_factory=list)  # the n-best answers, best first (this one first)
+
+
+def _candidate(text: bytes, probability: float, char_probabilities: np.ndarray) -> Candidate:
+    decoded = text.decode("utf-8")
+    return Candidate(decoded, float(probability), [float(p) for p in char_probabilities[:len(decoded)]])
 
 
 def scaled_width(image: bytes) -> float:
@@ -80,20 +96,21 @@ class Recognizer:
         self.max_pixels = defaults.MAX_IMAGE_PIXELS  # an image declaring more is answered with why, not decoded
 
     @staticmethod
-    def build(params: ModelParams, gpu_id: int | None = None) -> tuple[tf.Tensor, Recognition]:
+    def build(params: ModelParams, gpu_id: int | None = None,
+              decoding: Decoding = GREEDY) -> tuple[tf.Tensor, Recognition]:
         """In the current graph: a placeholder for string [N] encoded images, and the recognition of them."""
         image_bytes = tf1.placeholder(tf.string, [None], name="image_bytes")
         with model_device(gpu_id):
-            return image_bytes, recognize_bytes(image_bytes, params)
+            return image_bytes, recognize_bytes(image_bytes, params, decoding)
 
     @classmethod
     def load(cls, model_dir: str, params: ModelParams, gpu_id: int | None = None,
-             checkpoint: str | None = None) -> Recognizer:
+             checkpoint: str | None = None, decoding: Decoding = GREEDY) -> Recognizer:
         """A fresh graph and session with the model dir's latest checkpoint (or the one given)."""
         checkpoint = checkpoint or require_checkpoint(model_dir)
         graph = tf.Graph()
         with graph.as_default():
-            image_bytes, outputs = cls.build(params, gpu_id)
+            image_bytes, outputs = cls.build(params, gpu_id, decoding)
             saver = tf1.train.Saver()
         graph.finalize()
         session = tf1.Session(graph=graph, config=session_config())
@@ -102,23 +119,26 @@ class Recognizer:
 
     @classmethod
     def from_model_dir(cls, model_dir: str, explicit: dict, gpu_id: int | None = None,
-                       checkpoint: str = "best") -> Recognizer:
+                       checkpoint: str = "best", decoding: Decoding = GREEDY) -> Recognizer:
         """Shapes come from params.json; flags given on the command line must agree with it.
         checkpoint: "best", "latest" or a path, as --checkpoint takes (aocr.session.choose_checkpoint)."""
         params = model_params.resolve(explicit, model_params.require(model_dir), model_dir)
-        return cls.load(model_dir, params, gpu_id, choose_checkpoint(model_dir, checkpoint))
+        return cls.load(model_dir, params, gpu_id, choose_checkpoint(model_dir, checkpoint), decoding)
 
     def run_batch(self, images: Sequence[bytes]) -> list[Result]:
         """One session run over images; raises tf.errors.InvalidArgumentError if one does not decode."""
-        out = self.outputs
-        texts, probabilities, attention, widths = self.session.run(
-            [out.text, out.probability, out.attention, out.widths], {self.image_bytes: list(images)})
+        out, best = self.outputs, self.outputs.candidates
+        attention, widths, texts, probabilities, characters = self.session.run(
+            [out.attention, out.widths, best.texts, best.probabilities, best.char_probabilities],
+            {self.image_bytes: list(images)})
         results = []
-        for text, probability, weights, width in zip(texts, probabilities, attention, widths, strict=True):
-            decoded = text.decode("utf-8")
-            steps = min(len(decoded) + 1, weights.shape[0])
+        for weights, width, *answers in zip(attention, widths, texts, probabilities, characters, strict=True):
+            candidates = [_candidate(*candidate) for candidate in zip(*answers, strict=True)]
+            first = candidates[0]
+            steps = min(len(first.text) + 1, weights.shape[0])
             columns = width // defaults.WIDTH_STRIDE
-            results.append(Result(decoded, float(probability), weights[:steps, :columns], int(width)))
+            results.append(Result(first.text, first.probability, weights[:steps, :columns], int(width),
+                                  first.char_probabilities, candidates))
         return results
 
     def recognize(self, images: Sequence[bytes], batch_size: int) -> list[Result | str]:

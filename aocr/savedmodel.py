@@ -5,6 +5,10 @@ Kept apart from the model and the export verb so that serving needs only TensorF
     DIR/1/saved_model.pb, DIR/1/variables/   (TF Serving's layout: one integer folder per version)
     signature "serving_default": input "input" (DT_STRING image bytes, a scalar or [N]),
                                  outputs "output" (DT_STRING text) and "probability" (DT_DOUBLE)
+    signature "n_best":          the same input; outputs "texts" (DT_STRING [N, n]), "probabilities"
+                                 (DT_DOUBLE [N, n]) and "char_probabilities" (DT_FLOAT [N, n, S]):
+                                 each image's n best candidates, best first, S = max_prediction + 1
+    tensor "beam_width:0":       the beam width the graph decodes with (int32; absent: 1, greedy)
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ INPUT_KEY = "input"
 TEXT_KEY = "output"
 PROBABILITY_KEY = "probability"
 SERVING_TAGS = (tf1.saved_model.tag_constants.SERVING,)
+N_BEST_SIGNATURE = "n_best"
+TEXTS_KEY = "texts"
+PROBABILITIES_KEY = "probabilities"
+CHAR_PROBABILITIES_KEY = "char_probabilities"
+BEAM_WIDTH_NAME = "beam_width"
 
 
 def versions(export_dir: str) -> list[int]:
@@ -56,6 +65,20 @@ class Loaded:
     def output_names(self) -> dict[str, str]:
         """Signature output key -> graph tensor name."""
         return {key: info.name for key, info in self.signature.outputs.items()}
+
+    def signature_outputs(self, name: str) -> dict[str, str]:
+        """Output key -> graph tensor name of the named signature (e.g. N_BEST_SIGNATURE); {} if it has none."""
+        signature = self.meta_graph.signature_def.get(name)
+        return {key: info.name for key, info in signature.outputs.items()} if signature is not None else {}
+
+    @property
+    def beam_width(self) -> int:
+        """The beam width fixed at export time; 1 (greedy) for an export made before it was stored."""
+        try:
+            tensor = self.session.graph.get_tensor_by_name(f"{BEAM_WIDTH_NAME}:0")
+        except KeyError:
+            return 1
+        return int(self.session.run(tensor))
 
     def close(self) -> None:
         """Release the session."""

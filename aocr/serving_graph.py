@@ -1,4 +1,5 @@
-"""The graph both export formats contain: encoded image bytes (a scalar or a batch) -> text and probability."""
+"""The graph both export formats contain: encoded image bytes (a scalar or a batch) -> text and probability,
+and each image's n-best candidates with their characters' probabilities."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from aocr.model.model import recognize_bytes
-from aocr.params import ModelParams
+from aocr.params import GREEDY, Decoding, ModelParams
+from aocr.savedmodel import BEAM_WIDTH_NAME
 
 tf1 = tf.compat.v1
 
@@ -22,17 +24,28 @@ class ServingTensors:
     image_bytes: tf.Tensor  # string, a scalar or [N]
     text: tf.Tensor  # string, the same shape as image_bytes
     probability: tf.Tensor  # float64, the same shape as image_bytes
+    texts: tf.Tensor  # string, image_bytes's shape + [n_best]: the candidates, best first
+    probabilities: tf.Tensor  # float64, image_bytes's shape + [n_best]
+    char_probabilities: tf.Tensor  # float32, image_bytes's shape + [n_best, max_prediction + 1], 0 from EOS on
+    beam_width: tf.Tensor  # int32 scalar
 
 
-def build_serving_graph(params: ModelParams) -> ServingTensors:
+def build_serving_graph(params: ModelParams, decoding: Decoding = GREEDY) -> ServingTensors:
     """In the current graph: a placeholder of any rank up to 1, recognized with the inference graph
-    that `aocr test` and `aocr predict` run; outputs take the input's shape."""
+    that `aocr test` and `aocr predict` run; outputs take the input's shape (the candidates' add
+    their own dimensions after it)."""
     image_bytes = tf1.placeholder(tf.string, shape=None, name=INPUT_NAME)
     with tf.control_dependencies([tf.debugging.assert_less_equal(
             tf.rank(image_bytes), 1, message="input must be one encoded image or a list of them")]):
         batch = tf.reshape(image_bytes, [-1])
-    recognition = recognize_bytes(batch, params)
+    recognition = recognize_bytes(batch, params, decoding)
     shape = tf.shape(image_bytes)
     text = tf.reshape(recognition.text, shape, name=TEXT_NAME)
     probability = tf.reshape(recognition.probability, shape, name=PROBABILITY_NAME)
-    return ServingTensors(image_bytes, text, probability)
+    best = recognition.candidates
+    per_candidate = tf.concat([shape, [decoding.n_best]], axis=0)
+    per_character = tf.concat([per_candidate, [params.decoder_steps]], axis=0)
+    return ServingTensors(image_bytes, text, probability, tf.reshape(best.texts, per_candidate),
+                          tf.reshape(best.probabilities, per_candidate),
+                          tf.reshape(best.char_probabilities, per_character),
+                          tf.constant(decoding.beam_width, tf.int32, name=BEAM_WIDTH_NAME))

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from aocr.data.records import Record, expand_dataset_paths, iter_records
 from aocr.data.survey import resolve_flags
 from aocr.errors import AocrError
-from aocr.metrics import Accuracy
-from aocr.params import explicit_shape
+from aocr.metrics import Accuracy, Coverage
+from aocr.params import decoding_of, explicit_shape
 from aocr.predict import CHUNK_BATCHES
 from aocr.progress import Progress
 from aocr.recognizer import Recognizer, Result, chunks
@@ -21,10 +21,12 @@ log = logging.getLogger("aocr")
 
 
 def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_full_match: bool = False,
-             on_result: Callable[[Record, str, Result], None] | None = None) -> Accuracy:
+             on_result: Callable[[Record, str, Result], None] | None = None,
+             coverage: Coverage | None = None) -> Accuracy:
     """Recognize every record of `dataset` and score it against its (normalized) label.
 
-    on_result, when given, receives each record with its normalized label and its Result.
+    on_result, when given, receives each record with its normalized label and its Result;
+    coverage, when given, counts each answer's probability and whether it was right.
     """
     params = recognizer.params
     charset = params.char_table
@@ -41,13 +43,15 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
                 name = record.comment or f"{record.source}#{record.position}"
                 if isinstance(result, str):
                     log.warning("%s: %s; counted as wrong", name, result)
-                    accuracy.add("", label)
+                    correct = accuracy.add("", label)
                 else:
                     correct = accuracy.add(result.text, label)
                     log.debug("%s: %s %r (label %r, probability %.4f)", name,
                               "correct" if correct else "incorrect", result.text, label, result.probability)
                     if on_result is not None:
                         on_result(record, label, result)
+                if coverage is not None:
+                    coverage.add(0.0 if isinstance(result, str) else result.probability, correct)
             headline = accuracy.word_accuracy if headline_full_match else accuracy.character_accuracy
             progress.update(len(chunk), accuracy=f"{100 * headline:.1f}%")
     finally:
@@ -62,19 +66,22 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
 
 def run(args: argparse.Namespace) -> int:
     recognizer = Recognizer.from_model_dir(args.model_dir, resolve_flags(explicit_shape(args)), args.gpu_id,
-                                           args.checkpoint)
+                                           args.checkpoint, decoding_of(args))
     recognizer.max_pixels = args.max_image_pixels
     writer = AttentionWriter(args.output_dir) if args.visualize else None
 
     def visualize(record: Record, label: str, result: Result) -> None:
         writer.add(record.comment or f"record-{record.position}", record.image, result, label)
 
+    coverage = Coverage()
     try:
         accuracy = evaluate(recognizer, args.dataset_path, args.batch_size, args.no_distance,
-                            visualize if writer else None)
+                            visualize if writer else None, coverage)
     finally:
         recognizer.close()
     if writer:
         log.info("attention maps and report: %s", writer.write_report(accuracy))
     log.info("%s", accuracy.summary())
+    for line in coverage.summary_lines():
+        log.info("%s", line)
     return 0

@@ -9,6 +9,7 @@ statistics with attention spread over the whole image before it found the charac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -73,6 +74,22 @@ class DecoderOutputs:
     attention: tf.Tensor  # float32 [B, S, T], each step's weights over the encoder columns
 
 
+class Memory(NamedTuple):
+    """What every step attends to, fixed for a decoding."""
+
+    encoded: tf.Tensor  # float32 [B, T, D], the encoder's columns
+    mask: tf.Tensor  # bool [B, T], False on columns beyond an image's width
+    keys: tf.Tensor  # float32 [B, T, units], the columns projected for the attention scores
+
+
+class DecoderState(NamedTuple):
+    """What one step hands to the next; a tf.nest structure, so beam search can reorder its rows."""
+
+    cells: list  # each layer's state: (c, h) for an LSTM, h for a GRU, each float32 [B, units]
+    context: tf.Tensor  # float32 [B, D], the attention's read-out of the previous step
+    weights: tf.Tensor  # float32 [B, T], the previous step's attention weights
+
+
 def _initial_states(encoded: tf.Tensor, mask: tf.Tensor, cells: list) -> list:
     """Each layer's first state, from a summary of the image (the mean of its real columns), so the
     first character is predicted from what the image holds, not from nothing. Called inside the
@@ -89,6 +106,72 @@ def _initial_states(encoded: tf.Tensor, mask: tf.Tensor, cells: list) -> list:
     return states
 
 
+class Decoder:
+    """The decoder's weights (created in the current variable scope, "decoder") and its one step,
+    which greedy decoding, teacher forcing and beam search (aocr.model.beam) all run."""
+
+    def __init__(self, depth: int, num_classes: int, units: int, layers: int, embedding_size: int,
+                 use_gru: bool) -> None:
+        self.embedding = tf1.get_variable("embedding", [num_classes, embedding_size],
+                                          initializer=tf1.random_uniform_initializer(-1.0, 1.0))
+        layer_type = _GRULayer if use_gru else _LSTMLayer
+        self.cells = []
+        for number in range(layers):
+            with tf1.variable_scope(f"layer{number + 1}"):
+                self.cells.append(layer_type(embedding_size + depth if number == 0 else units, units))
+        with tf1.variable_scope("attention"):
+            self.key_kernel = tf1.get_variable("key_kernel", [depth, units],
+                                               initializer=tf1.glorot_uniform_initializer())
+            self.query_kernel = tf1.get_variable("query_kernel", [units, units],
+                                                 initializer=tf1.glorot_uniform_initializer())
+            self.score_vector = tf1.get_variable("score_vector", [units],
+                                                 initializer=tf1.glorot_uniform_initializer())
+            self.location_kernel = tf1.get_variable("location_kernel", [LOCATION_WIDTH, 1, units],
+                                                    initializer=tf1.glorot_uniform_initializer())
+        with tf1.variable_scope("output"):
+            self.output_kernel = tf1.get_variable("kernel", [units + depth, num_classes],
+                                                  initializer=tf1.glorot_uniform_initializer())
+            self.output_bias = tf1.get_variable("bias", [num_classes], initializer=tf1.zeros_initializer())
+
+    def step(self, previous: tf.Tensor, state: DecoderState, memory: Memory) -> tuple[tf.Tensor, DecoderState]:
+        """previous: int32 [B], the class fed in (GO first). Returns the logits, float32 [B, num_classes],
+        and the next state."""
+        x = tf.concat([tf.nn.embedding_lookup(self.embedding, previous), state.context], axis=1)
+        cells = list(state.cells)
+        for number, cell in enumerate(self.cells):
+            x, cells[number] = cell(x, cells[number])
+        query = tf.matmul(x, self.query_kernel)  # [B, units]
+        location = tf.nn.conv1d(state.weights[:, :, None], self.location_kernel, stride=1,
+                                padding="SAME")  # [B, T, units]
+        scores = tf.reduce_sum(self.score_vector * tf.tanh(memory.keys + query[:, None, :] + location),
+                               axis=2)  # [B, T]
+        weights = tf.nn.softmax(tf.where(memory.mask, scores, tf.fill(tf.shape(scores), -1e9)))
+        context = tf.einsum("bt,btd->bd", weights, memory.encoded)
+        logits = tf.matmul(tf.concat([x, context], axis=1), self.output_kernel) + self.output_bias
+        return logits, DecoderState(cells, context, weights)
+
+
+def start_decoder(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, units: int, layers: int,
+                  embedding_size: int, use_gru: bool) -> tuple[Decoder, Memory, DecoderState, tf.Tensor]:
+    """The decoder's weights, what it attends to, its first state and its first input (GO, int32 [B]),
+    for B rows of encoder columns.
+
+    encoded: float32 [B, T, D]; mask: bool [B, T]. The ops are made in the order they always were,
+    so a seeded training run draws the same initial weights as before this function existed.
+    """
+    batch = tf.shape(encoded)[0]
+    depth = encoded.shape[-1]
+    with tf1.variable_scope("decoder"):
+        decoder = Decoder(depth, num_classes, units, layers, embedding_size, use_gru)
+        memory = Memory(encoded, mask, tf.tensordot(encoded, decoder.key_kernel, axes=1))
+        cells = _initial_states(encoded, mask, decoder.cells)
+        context = tf.zeros(tf.stack([batch, depth]))
+        # Before the first step, "the previous step looked at the first column": where the text starts.
+        weights = tf.one_hot(tf.zeros(tf.expand_dims(batch, 0), tf.int32), tf.shape(memory.keys)[1])  # [B, T]
+        go = tf.fill(tf.expand_dims(batch, 0), GO_ID)
+    return decoder, memory, DecoderState(cells, context, weights), go
+
+
 def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, steps: int, units: int,
                      layers: int, embedding_size: int, use_gru: bool,
                      decoder_inputs: tf.Tensor | None = None) -> DecoderOutputs:
@@ -98,49 +181,15 @@ def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, step
     decoder_inputs: int32 [B, steps], GO then the label, for teacher forcing in training
     and evaluation; None for greedy decoding, which feeds back each step's most likely class.
     """
-    batch = tf.shape(encoded)[0]
-    depth = encoded.shape[-1]
-    with tf1.variable_scope("decoder"):
-        embedding = tf1.get_variable("embedding", [num_classes, embedding_size],
-                                     initializer=tf1.random_uniform_initializer(-1.0, 1.0))
-        layer_type = _GRULayer if use_gru else _LSTMLayer
-        cells = []
-        for number in range(layers):
-            with tf1.variable_scope(f"layer{number + 1}"):
-                cells.append(layer_type(embedding_size + depth if number == 0 else units, units))
-        with tf1.variable_scope("attention"):
-            key_kernel = tf1.get_variable("key_kernel", [depth, units], initializer=tf1.glorot_uniform_initializer())
-            query_kernel = tf1.get_variable("query_kernel", [units, units],
-                                            initializer=tf1.glorot_uniform_initializer())
-            score_vector = tf1.get_variable("score_vector", [units], initializer=tf1.glorot_uniform_initializer())
-            location_kernel = tf1.get_variable("location_kernel", [LOCATION_WIDTH, 1, units],
-                                               initializer=tf1.glorot_uniform_initializer())
-        with tf1.variable_scope("output"):
-            output_kernel = tf1.get_variable("kernel", [units + depth, num_classes],
-                                             initializer=tf1.glorot_uniform_initializer())
-            output_bias = tf1.get_variable("bias", [num_classes], initializer=tf1.zeros_initializer())
-
-        keys = tf.tensordot(encoded, key_kernel, axes=1)  # [B, T, units]
-        states = _initial_states(encoded, mask, cells)
-        context = tf.zeros(tf.stack([batch, depth]))
-        # Before the first step, "the previous step looked at the first column": where the text starts.
-        weights = tf.one_hot(tf.zeros(tf.expand_dims(batch, 0), tf.int32), tf.shape(keys)[1])  # [B, T]
-        previous = tf.fill(tf.expand_dims(batch, 0), GO_ID)
-        all_logits, all_ids, all_weights = [], [], []
-        for step in range(steps):
-            if decoder_inputs is not None:
-                previous = decoder_inputs[:, step]
-            x = tf.concat([tf.nn.embedding_lookup(embedding, previous), context], axis=1)
-            for number, cell in enumerate(cells):
-                x, states[number] = cell(x, states[number])
-            query = tf.matmul(x, query_kernel)  # [B, units]
-            location = tf.nn.conv1d(weights[:, :, None], location_kernel, stride=1, padding="SAME")  # [B, T, units]
-            scores = tf.reduce_sum(score_vector * tf.tanh(keys + query[:, None, :] + location), axis=2)  # [B, T]
-            weights = tf.nn.softmax(tf.where(mask, scores, tf.fill(tf.shape(scores), -1e9)))
-            context = tf.einsum("bt,btd->bd", weights, encoded)
-            logits = tf.matmul(tf.concat([x, context], axis=1), output_kernel) + output_bias
-            previous = tf.argmax(logits, axis=1, output_type=tf.int32)
-            all_logits.append(logits)
-            all_ids.append(previous)
-            all_weights.append(weights)
+    decoder, memory, state, previous = start_decoder(encoded, mask, num_classes, units, layers, embedding_size,
+                                                     use_gru)
+    all_logits, all_ids, all_weights = [], [], []
+    for step in range(steps):
+        if decoder_inputs is not None:
+            previous = decoder_inputs[:, step]
+        logits, state = decoder.step(previous, state, memory)
+        previous = tf.argmax(logits, axis=1, output_type=tf.int32)
+        all_logits.append(logits)
+        all_ids.append(previous)
+        all_weights.append(state.weights)
     return DecoderOutputs(tf.stack(all_logits, axis=1), tf.stack(all_ids, axis=1), tf.stack(all_weights, axis=1))

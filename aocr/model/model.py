@@ -11,10 +11,11 @@ import tensorflow as tf
 
 from aocr.charset import EOS_ID, FIRST_CHAR_ID, PAD_ID
 from aocr.data.preprocess import preprocess_batch
+from aocr.model.beam import beam_decode
 from aocr.model.cnn import WIDTH_STRIDE, cnn_features
 from aocr.model.decoder import attention_decode
 from aocr.model.encoder import bidirectional_lstm
-from aocr.params import ModelParams
+from aocr.params import GREEDY, Decoding, ModelParams
 
 Mode = Literal["train", "infer"]
 
@@ -85,6 +86,18 @@ def ctc_loss(encoded: tf.Tensor, columns: tf.Tensor, label_ids: tf.Tensor, num_c
     return tf.reduce_mean(tf.where(usable, per_char, tf.zeros_like(per_char)))
 
 
+def encode(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, training: bool,
+           cnn_dtype: tf.DType = tf.float32) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, list]:
+    """The CNN and the encoder: images float32 [B, 32, W, C], widths int32 [B] -> encoded float32
+    [B, T, D] (T = W / 4), columns int32 [B] (real columns), mask bool [B, T], and the batch norm
+    update ops (training only)."""
+    features, bn_updates = cnn_features(images, widths, training=training, compute_dtype=cnn_dtype)
+    columns = widths // WIDTH_STRIDE
+    encoded = bidirectional_lstm(features, columns, params.attn_num_hidden * params.attn_num_layers)
+    mask = tf.sequence_mask(columns, tf.shape(encoded)[1])
+    return encoded, columns, mask, bn_updates
+
+
 @dataclass
 class ModelOutputs:
     logits: tf.Tensor  # float32 [B, S, num_classes], S = max_prediction + 1
@@ -105,10 +118,7 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
     decodes greedily and needs none. cnn_dtype: the convolutions' arithmetic (see aocr.precision).
     global_step: the training step, which fades the alignment prior out ("train" only).
     """
-    features, bn_updates = cnn_features(images, widths, training=mode == "train", compute_dtype=cnn_dtype)
-    columns = widths // WIDTH_STRIDE
-    encoded = bidirectional_lstm(features, columns, params.attn_num_hidden * params.attn_num_layers)
-    mask = tf.sequence_mask(columns, tf.shape(encoded)[1])
+    encoded, columns, mask, bn_updates = encode(images, widths, params, mode == "train", cnn_dtype)
     teacher = None if mode == "infer" else label_ids[:, :-1]
     decoded = attention_decode(
         encoded, mask, params.char_table.num_classes, params.decoder_steps, params.attn_num_hidden,
@@ -127,26 +137,54 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
 
 
 @dataclass
+class Candidates:
+    """Each image's best answers, best first (M = the n-best count; S = max_prediction + 1 decoder steps)."""
+
+    texts: tf.Tensor  # string [N, M]
+    probabilities: tf.Tensor  # float64 [N, M], product of the chosen characters' probabilities through EOS
+    char_probabilities: tf.Tensor  # float32 [N, M, S], each character's probability, 0 from EOS on
+
+
+@dataclass
 class Recognition:
     text: tf.Tensor  # string [N]
     probability: tf.Tensor  # float64 [N], product of the chosen characters' probabilities through EOS
+    char_probabilities: tf.Tensor  # float32 [N, S], each character's probability, 0 from EOS on
     attention: tf.Tensor  # float32 [N, S, T]
     widths: tf.Tensor  # int32 [N], each image's width in the CNN's input, in pixels
+    candidates: Candidates  # the decoding.n_best best answers; the first is text and probability
 
 
-def recognize_bytes(image_bytes: tf.Tensor, params: ModelParams) -> Recognition:
+def _candidates(ids: tf.Tensor, step_probabilities: tf.Tensor, params: ModelParams) -> Candidates:
+    """ids: int32 [N, M, S]; step_probabilities: float32 [N, M, S], each step's chosen class's."""
+    # Steps after the first EOS are not part of the answer: no text, no probability.
+    is_eos = tf.cast(tf.equal(ids, EOS_ID), tf.int32)
+    after_eos = tf.cumsum(is_eos, axis=2, exclusive=True) > 0
+    chars = tf.gather(tf.constant(params.char_table.id_table()), ids)
+    texts = tf.strings.reduce_join(tf.where(after_eos, tf.zeros_like(chars), chars), axis=2)
+    probabilities = tf.reduce_prod(tf.where(after_eos, tf.ones_like(step_probabilities), step_probabilities), axis=2)
+    from_eos = tf.cumsum(is_eos, axis=2) > 0
+    characters = tf.where(from_eos, tf.zeros_like(step_probabilities), step_probabilities)
+    return Candidates(texts, tf.cast(probabilities, tf.float64), characters)
+
+
+def recognize_bytes(image_bytes: tf.Tensor, params: ModelParams, decoding: Decoding = GREEDY) -> Recognition:
     """The inference graph from encoded images to text: what predict, test and the exports run.
 
-    image_bytes: string [N], encoded PNG/JPEG/GIF/BMP images.
+    image_bytes: string [N], encoded PNG/JPEG/GIF/BMP images. decoding.beam_width 1 decodes
+    greedily (build_model's "infer" mode); more runs beam search (aocr.model.beam).
     """
     images, widths = preprocess_batch(image_bytes, params)
-    outputs = build_model(images, widths, params, "infer")
-    probabilities = tf.reduce_max(tf.nn.softmax(outputs.logits), axis=2)  # [N, S]
-    # Steps after the first EOS are not part of the answer: no text, no probability.
-    is_eos = tf.cast(tf.equal(outputs.ids, EOS_ID), tf.int32)
-    after_eos = tf.cumsum(is_eos, axis=1, exclusive=True) > 0
-    chars = tf.gather(tf.constant(params.char_table.id_table()), outputs.ids)
-    text = tf.strings.reduce_join(tf.where(after_eos, tf.zeros_like(chars), chars), axis=1)
-    probability = tf.reduce_prod(
-        tf.where(after_eos, tf.ones_like(probabilities), probabilities), axis=1)
-    return Recognition(text, tf.cast(probability, tf.float64), outputs.attention, widths)
+    if decoding.beam_width == 1:
+        outputs = build_model(images, widths, params, "infer")
+        ids, attention = outputs.ids[:, None, :], outputs.attention
+        step_probabilities = tf.reduce_max(tf.nn.softmax(outputs.logits), axis=2)[:, None, :]  # [N, 1, S]
+    else:
+        encoded, _, mask, _ = encode(images, widths, params, training=False)
+        beams = beam_decode(encoded, mask, params.char_table.num_classes, params.decoder_steps,
+                            params.attn_num_hidden, params.attn_num_layers, params.target_embedding_size,
+                            params.use_gru, decoding.beam_width)
+        ids, step_probabilities, attention = beams.ids, beams.step_probabilities, beams.attention
+    best = _candidates(ids[:, :decoding.n_best], step_probabilities[:, :decoding.n_best], params)
+    return Recognition(best.texts[:, 0], best.probabilities[:, 0], best.char_probabilities[:, 0], attention, widths,
+                       best)

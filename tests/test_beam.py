@@ -1,0 +1,175 @@
+"""Beam search, n-best candidates and per-character confidence (issue 17), on the tiny trained model."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aocr import defaults, savedmodel
+from aocr import params as model_params
+from aocr.cli import main
+from aocr.data.preprocess import preprocess_batch
+from aocr.export import export_savedmodel
+from aocr.metrics import Coverage
+from aocr.model.beam import beam_decode
+from aocr.model.model import build_model, encode
+from aocr.params import Decoding
+from aocr.recognizer import Recognizer
+from aocr.session import require_checkpoint
+from aocr.test import evaluate
+from tests.conftest import run_aocr
+
+tf1 = tf.compat.v1
+
+
+@pytest.fixture(scope="module")
+def params(trained_model):
+    return model_params.require(str(trained_model))
+
+
+@pytest.fixture(scope="module")
+def images(digits_set):
+    return [path.read_bytes() for path in digits_set.images[:40]]
+
+
+def run_graph(trained_model, build, data):
+    """Run build(image_bytes placeholder) -> fetches on data in a fresh graph with the model's latest checkpoint."""
+    graph = tf.Graph()
+    with graph.as_default():
+        image_bytes = tf1.placeholder(tf.string, [None])
+        fetches = build(image_bytes)
+        saver = tf1.train.Saver()
+    with tf1.Session(graph=graph) as session:
+        saver.restore(session, require_checkpoint(str(trained_model)))
+        return session.run(fetches, {image_bytes: data})
+
+
+def answers(trained_model, params, decoding, data):
+    recognizer = Recognizer.load(str(trained_model), params, decoding=decoding)
+    try:
+        return recognizer.run_batch(data)
+    finally:
+        recognizer.close()
+
+
+def test_greedy_answers_are_the_model_paths_argmax_with_per_character_probabilities(trained_model, params, images):
+    """Beam width 1 is greedy decoding as before: the infer model's most likely class at each step, the
+    answer's probability the product of those through EOS, and each character's own probability."""
+    def greedy(image_bytes):
+        batch, widths = preprocess_batch(image_bytes, params)
+        outputs = build_model(batch, widths, params, "infer")
+        return outputs.ids, tf.nn.softmax(outputs.logits)
+
+    ids, softmax = run_graph(trained_model, greedy, images)
+    results = answers(trained_model, params, Decoding(beam_width=1), images)
+    charset = params.char_table
+    for row, probabilities, result in zip(ids, softmax, results, strict=True):
+        text = charset.decode(list(row))
+        assert result.text == text
+        chosen = probabilities.max(axis=1)
+        assert result.probability == pytest.approx(float(np.prod(chosen[:len(text) + 1])), rel=1e-5)
+        assert result.char_probabilities == pytest.approx(list(chosen[:len(text)]), rel=1e-6)
+        assert [c.text for c in result.candidates] == [text]
+
+
+def test_beam_search_of_width_1_follows_the_greedy_path(trained_model, params, images):
+    def beam_of_one(image_bytes):
+        batch, widths = preprocess_batch(image_bytes, params)
+        encoded, _, mask, _ = encode(batch, widths, params, training=False)
+        return beam_decode(encoded, mask, params.char_table.num_classes, params.decoder_steps,
+                           params.attn_num_hidden, params.attn_num_layers, params.target_embedding_size,
+                           params.use_gru, beam_width=1).ids
+
+    ids = run_graph(trained_model, beam_of_one, images)
+    greedy = answers(trained_model, params, Decoding(), images)
+    assert [params.char_table.decode(list(row[0])) for row in ids] == [result.text for result in greedy]
+
+
+def test_beam_5_reads_the_test_set_at_least_as_well_as_greedy(trained_model, params, digits_set):
+    accuracy = {}
+    for width in (1, 5):
+        recognizer = Recognizer.load(str(trained_model), params, decoding=Decoding(beam_width=width))
+        try:
+            accuracy[width] = evaluate(recognizer, str(digits_set.tfrecords), 64).word_accuracy
+        finally:
+            recognizer.close()
+    assert accuracy[5] >= accuracy[1] > 0.8
+
+
+def mean_log_probability(candidate, steps):
+    """The beam's ranking: log-probability per decoder step, EOS included (a text of `steps` has none)."""
+    return np.log(candidate.probability) / min(len(candidate.text) + 1, steps)
+
+
+def test_n_best_candidates_are_distinct_and_ordered_best_first(trained_model, params, images):
+    results = answers(trained_model, params, Decoding(beam_width=5, n_best=3), images)
+    for result in results:
+        texts = [c.text for c in result.candidates]
+        scores = [mean_log_probability(c, params.decoder_steps) for c in result.candidates]
+        assert len(texts) == 3 and len(set(texts)) == 3
+        assert texts[0] == result.text and result.candidates[0].probability == result.probability
+        assert all(a >= b - 1e-5 for a, b in zip(scores, scores[1:], strict=False)), scores
+        assert all(len(c.char_probabilities) == len(c.text) for c in result.candidates)
+        assert all(0.0 < p <= 1.0 for c in result.candidates for p in c.char_probabilities)
+
+
+def test_predict_jsonl_prints_candidates_with_per_character_probabilities(trained_model, digits_set):
+    paths = [str(p) for p in digits_set.images[:8]]
+    flags = ["--model-dir", str(trained_model), "--format", "jsonl", "--beam-width", "5"]
+    result = run_aocr("predict", *paths, *flags, "--n-best", "3", cwd=trained_model.parent)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["path"] for line in lines] == paths
+    for line in lines:
+        assert [c["char"] for c in line["characters"]] == list(line["text"])
+        # The answer's probability includes EOS's, so it is at most the product of its characters'.
+        assert line["probability"] <= np.prod([c["probability"] for c in line["characters"]]) + 1e-6
+        assert len(line["candidates"]) == 3 and line["candidates"][0]["text"] == line["text"]
+        assert all([c["char"] for c in cand["characters"]] == list(cand["text"]) for cand in line["candidates"])
+    correct = sum(line["text"] == label for line, label in zip(lines, digits_set.labels, strict=False))
+    assert correct >= 7
+
+
+@pytest.mark.parametrize("command", [["predict", "a.png"], ["test", "d.tfrecords"], ["export"]])
+def test_n_best_above_the_beam_width_is_a_usage_error(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--beam-width", "2", "--n-best", "3"])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--n-best 3" in error and "--beam-width 2" in error
+
+
+def test_export_answers_n_best_and_stores_its_beam_width(trained_model, params, images, tmp_path):
+    checkpoint = require_checkpoint(str(trained_model))
+    decoding = Decoding(beam_width=3, n_best=2)
+    path = export_savedmodel(checkpoint, params, str(tmp_path / "export"), None, False, decoding)
+    loaded = savedmodel.load(path)
+    try:
+        n_best = loaded.signature_outputs(savedmodel.N_BEST_SIGNATURE)
+        fetches = [n_best[savedmodel.TEXTS_KEY], n_best[savedmodel.PROBABILITIES_KEY],
+                   n_best[savedmodel.CHAR_PROBABILITIES_KEY], loaded.output_names[savedmodel.TEXT_KEY]]
+        texts, probabilities, characters, best = loaded.session.run(fetches, {loaded.input_name: images[:4]})
+        scalar = loaded.session.run(fetches[0], {loaded.input_name: images[0]})
+        assert loaded.beam_width == 3
+    finally:
+        loaded.close()
+    assert (texts.shape, probabilities.shape, characters.shape) == ((4, 2), (4, 2), (4, 2, params.decoder_steps))
+    assert scalar.shape == (2,) and probabilities.dtype == np.float64
+    expected = answers(trained_model, params, decoding, images[:4])
+    assert [[t.decode() for t in row] for row in texts] == [[c.text for c in r.candidates] for r in expected]
+    assert list(best) == list(texts[:, 0])
+
+
+def test_test_reports_the_coverage_of_each_probability_threshold(trained_model, params, digits_set):
+    result = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(trained_model), cwd=trained_model.parent)
+    assert result.returncode == 0, result.stderr
+    coverage = Coverage()
+    recognizer = Recognizer.load(str(trained_model), params)
+    try:
+        evaluate(recognizer, str(digits_set.tfrecords), defaults.BATCH_SIZE, coverage=coverage)
+    finally:
+        recognizer.close()
+    assert coverage.images == len(digits_set.labels)
+    for line in coverage.summary_lines():
+        assert line in result.stderr
+    assert coverage.share(0.5) >= coverage.share(0.9) >= coverage.share(0.99)
