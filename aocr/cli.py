@@ -187,7 +187,7 @@ def _shape_flags() -> argparse.ArgumentParser:
 
 
 def _decoding_flags(when: str) -> argparse.ArgumentParser:
-    """--beam-width and --n-best (aocr.params.decoding_of reads them; check_decoding_flags checks N <= K)."""
+    """--beam-width, --n-best and --lexicon (aocr.params.decoding_of reads them; check_decoding_flags checks N <= K)."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group(f"decoding ({when})")
     g.add_argument("--beam-width", type=_positive_int, default=1, metavar="K",
@@ -196,6 +196,9 @@ def _decoding_flags(when: str) -> argparse.ArgumentParser:
     g.add_argument("--n-best", type=_positive_int, default=None, metavar="N",
                    help="answer the N most likely candidates per image, each with its probability and its "
                         "characters' (N <= --beam-width; default: 1)")
+    g.add_argument("--lexicon", default=None, metavar="FILE",
+                   help="answer only words of FILE (one a line; words with characters outside the charset are "
+                        "skipped, naming them), by beam search even at --beam-width 1")
     return p
 
 

@@ -82,14 +82,16 @@ class Decoding:
 
     beam_width: int = 1  # hypotheses kept per image; 1 is greedy decoding
     n_best: int = 1  # candidates answered per image, best first; at most beam_width
+    lexicon: str | None = None  # a file of the only words to answer (aocr.lexicon), decoded by beam search
 
 
 GREEDY = Decoding()
 
 
 def decoding_of(args: argparse.Namespace) -> Decoding:
-    """The --beam-width and --n-best flags (cli.py checks that N <= K); defaults where a verb has none."""
-    return Decoding(getattr(args, "beam_width", None) or 1, getattr(args, "n_best", None) or 1)
+    """The --beam-width, --n-best and --lexicon flags (cli.py checks that N <= K); defaults where a verb has none."""
+    return Decoding(getattr(args, "beam_width", None) or 1, getattr(args, "n_best", None) or 1,
+                    getattr(args, "lexicon", None))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from aocr import defaults
 from aocr import params as model_params
 from aocr.errors import first_line_of
 from aocr.images import check_image_header
+from aocr.lexicon import decoding_lexicon
 from aocr.model.model import Recognition, recognize_bytes
 from aocr.params import GREEDY, Decoding, ModelParams
 from aocr.session import choose_checkpoint, model_device, require_checkpoint, restore, session_config
@@ -101,7 +102,7 @@ class Recognizer:
         """In the current graph: a placeholder for string [N] encoded images, and the recognition of them."""
         image_bytes = tf1.placeholder(tf.string, [None], name="image_bytes")
         with model_device(gpu_id):
-            return image_bytes, recognize_bytes(image_bytes, params, decoding)
+            return image_bytes, recognize_bytes(image_bytes, params, decoding, decoding_lexicon(decoding, params))
 
     @classmethod
     def load(cls, model_dir: str, params: ModelParams, gpu_id: int | None = None,

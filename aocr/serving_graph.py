@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from aocr.lexicon import decoding_lexicon
 from aocr.model.model import recognize_bytes
 from aocr.params import GREEDY, Decoding, ModelParams
 from aocr.savedmodel import BEAM_WIDTH_NAME
@@ -38,7 +39,7 @@ def build_serving_graph(params: ModelParams, decoding: Decoding = GREEDY) -> Ser
     with tf.control_dependencies([tf.debugging.assert_less_equal(
             tf.rank(image_bytes), 1, message="input must be one encoded image or a list of them")]):
         batch = tf.reshape(image_bytes, [-1])
-    recognition = recognize_bytes(batch, params, decoding)
+    recognition = recognize_bytes(batch, params, decoding, decoding_lexicon(decoding, params))
     shape = tf.shape(image_bytes)
     text = tf.reshape(recognition.text, shape, name=TEXT_NAME)
     probability = tf.reshape(recognition.probability, shape, name=PROBABILITY_NAME)

@@ -173,3 +173,45 @@ def test_test_reports_the_coverage_of_each_probability_threshold(trained_model, 
     for line in coverage.summary_lines():
         assert line in result.stderr
     assert coverage.share(0.5) >= coverage.share(0.9) >= coverage.share(0.99)
+
+
+@pytest.fixture(scope="module")
+def lexicon(digits_set, tmp_path_factory):
+    """The labels of the first 100 images, one a line, plus a blank line and words the digits model cannot answer."""
+    path = tmp_path_factory.mktemp("lexicon") / "words.txt"
+    path.write_text("\n".join([*digits_set.labels[:100], "", "12A4", "123456"]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_lexicon_confines_the_answers_to_its_words(trained_model, params, digits_set, lexicon, tmp_path):
+    words = set(digits_set.labels[:100])
+    outside = [path.read_bytes() for path, label in zip(digits_set.images[100:], digits_set.labels[100:], strict=True)
+               if label not in words][:20]
+    decoding = Decoding(lexicon=str(lexicon))
+    assert all(result.text in words for result in answers(trained_model, params, decoding, outside))
+    inside = answers(trained_model, params, decoding, [path.read_bytes() for path in digits_set.images[:40]])
+    greedy = answers(trained_model, params, Decoding(), [path.read_bytes() for path in digits_set.images[:40]])
+    right = [sum(r.text == label for r, label in zip(results, digits_set.labels, strict=False))
+             for results in (inside, greedy)]
+    assert right[0] >= right[1]
+    exported = export_savedmodel(require_checkpoint(str(trained_model)), params, str(tmp_path / "export"), None,
+                                 False, Decoding(beam_width=2, lexicon=str(lexicon)))
+    loaded = savedmodel.load(exported)
+    try:
+        texts = loaded.session.run(loaded.output_names[savedmodel.TEXT_KEY], {loaded.input_name: outside})
+    finally:
+        loaded.close()
+    assert all(text.decode() in words for text in texts)
+
+
+def test_lexicon_words_the_model_cannot_answer_are_named_and_an_empty_lexicon_is_refused(trained_model, digits_set,
+                                                                                         lexicon, tmp_path):
+    image = str(digits_set.images[0])
+    result = run_aocr("predict", image, "--model-dir", str(trained_model), "--lexicon", str(lexicon), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2 words skipped" in result.stderr and "'12A4'" in result.stderr and "'123456'" in result.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    refused = run_aocr("predict", image, "--model-dir", str(trained_model), "--lexicon", str(empty), cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "empty.txt" in refused.stderr and "no word" in refused.stderr and "Traceback" not in refused.stderr

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from aocr.charset import EOS_ID, FIRST_CHAR_ID
+from aocr.lexicon import Lexicon
 from aocr.model.decoder import DecoderState, start_decoder
 
 # The log-probability of an extension that must never be chosen (a finished hypothesis going on
@@ -75,9 +76,46 @@ def _trace_back(history: list[_Step], order: tf.Tensor) -> BeamOutputs:
                        tf.stack(attention[::-1], axis=1))
 
 
+class _Beam(NamedTuple):
+    """Each image's K hypotheses between steps; each [B, K]."""
+
+    scores: tf.Tensor  # float32, the sum of the chosen classes' log-probabilities
+    lengths: tf.Tensor  # float32, classes through EOS
+    finished: tf.Tensor  # bool, EOS chosen
+    nodes: tf.Tensor  # int32, the lexicon trie's node reached (0, the root, without a lexicon)
+
+
+def _lexicon_children(keys: tf.Tensor, children: tf.Tensor, nodes: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """The trie node each class leads to from each hypothesis's node: int32 [B, K, C], -1 where the
+    lexicon has no such word. keys: int64 [1, E] sorted, children: int32 [E] (aocr.lexicon); nodes: [B, K]."""
+    wanted = tf.cast(nodes, tf.int64)[:, :, None] * num_classes + tf.range(num_classes, dtype=tf.int64)
+    flat = tf.reshape(wanted, [1, -1])
+    found = tf.minimum(tf.searchsorted(keys, flat), tf.shape(keys)[1] - 1)[0]  # int32 [B * K * C]
+    exists = tf.equal(tf.gather(keys[0], found), flat[0])
+    return tf.reshape(tf.where(exists, tf.gather(children, found), -1), tf.shape(wanted))
+
+
+def _choose(beam: _Beam, log_probs: tf.Tensor, step: int, children: tf.Tensor | None) -> tuple[_Beam, tf.Tensor]:
+    """The K best extensions of each image's hypotheses by mean log-probability per step.
+
+    log_probs: float32 [B, K, C], already masked (_extensions); children: int32 [B, K, C] or None.
+    Returns the new beam and the chosen extensions, int32 [B, K], each parent * C + class.
+    """
+    batch, width, classes = tf.shape(log_probs)[0], log_probs.shape[1], log_probs.shape[2]
+    totals = beam.scores[:, :, None] + log_probs  # [B, K, C]
+    grown = tf.where(beam.finished, beam.lengths, tf.fill([batch, width], float(step + 1)))  # [B, K]
+    _, chosen = tf.nn.top_k(tf.reshape(totals / grown[:, :, None], [batch, width * classes]), width)
+    parents, ids = chosen // classes, chosen % classes
+    nodes = beam.nodes if children is None else tf.gather(tf.reshape(children, [batch, -1]), chosen, batch_dims=1)
+    return _Beam(tf.gather(tf.reshape(totals, [batch, -1]), chosen, batch_dims=1),
+                 tf.gather(grown, parents, batch_dims=1),
+                 tf.logical_or(tf.gather(beam.finished, parents, batch_dims=1), tf.equal(ids, EOS_ID)), nodes), chosen
+
+
 def beam_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, steps: int, units: int, layers: int,
-                embedding_size: int, use_gru: bool, beam_width: int) -> BeamOutputs:
-    """Decode `steps` classes per hypothesis, keeping the beam_width (K) best hypotheses of each image.
+                embedding_size: int, use_gru: bool, beam_width: int, lexicon: Lexicon | None = None) -> BeamOutputs:
+    """Decode `steps` classes per hypothesis, keeping the beam_width (K) best hypotheses of each image;
+    with a lexicon, only hypotheses that spell a prefix of one of its words (and, at EOS, a word).
 
     encoded: float32 [B, T, D]; mask: bool [B, T], False on columns beyond an image's width. The
     decoder's variables are the greedy decoder's (aocr.model.decoder), so any checkpoint loads.
@@ -87,25 +125,24 @@ def beam_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, steps: in
         tf.repeat(encoded, width, axis=0), tf.repeat(mask, width, axis=0), num_classes, units, layers,
         embedding_size, use_gru)
     # Only the first hypothesis is alive at the start, so the first step's K survivors differ.
-    scores = tf.tile(tf.constant([[0.0] + [IMPOSSIBLE] * (width - 1)]), [batch, 1])  # [B, K]
-    lengths = tf.zeros([batch, width])  # [B, K], classes through EOS
-    finished = tf.zeros([batch, width], tf.bool)
+    beam = _Beam(tf.tile(tf.constant([[0.0] + [IMPOSSIBLE] * (width - 1)]), [batch, 1]), tf.zeros([batch, width]),
+                 tf.zeros([batch, width], tf.bool), tf.zeros([batch, width], tf.int32))
+    if lexicon is not None:
+        keys, children = tf.constant(lexicon.keys[None, :]), tf.constant(lexicon.children)
     rows = tf.range(batch)[:, None] * width  # [B, 1], each image's first row
     history = []
     for step in range(steps):
         logits, state = decoder.step(previous, state, memory)
-        log_probs = _extensions(tf.reshape(tf.nn.log_softmax(logits), [batch, width, num_classes]), finished)
-        totals = scores[:, :, None] + log_probs  # [B, K, C]
-        grown = tf.where(finished, lengths, tf.fill([batch, width], float(step + 1)))  # [B, K]
-        ranked = totals / grown[:, :, None]  # the mean log-probability per step
-        _, chosen = tf.nn.top_k(tf.reshape(ranked, [batch, width * num_classes]), width)  # [B, K]
+        log_probs = tf.reshape(tf.nn.log_softmax(logits), [batch, width, num_classes])
+        reached = None if lexicon is None else _lexicon_children(keys, children, beam.nodes, num_classes)
+        if reached is not None:
+            log_probs = tf.where(reached >= 0, log_probs, IMPOSSIBLE * tf.ones_like(log_probs))
+        log_probs = _extensions(log_probs, beam.finished)
+        beam, chosen = _choose(beam, log_probs, step, reached)
         parents, ids = chosen // num_classes, chosen % num_classes
-        scores = tf.gather(tf.reshape(totals, [batch, -1]), chosen, batch_dims=1)
-        lengths = tf.gather(grown, parents, batch_dims=1)
-        finished = tf.logical_or(tf.gather(finished, parents, batch_dims=1), tf.equal(ids, EOS_ID))
         state = _reorder(state, tf.reshape(rows + parents, [-1]))
         previous = tf.reshape(ids, [-1])
         chosen_log_probs = tf.gather(tf.reshape(log_probs, [batch, -1]), chosen, batch_dims=1)
         history.append(_Step(ids, parents, tf.exp(chosen_log_probs), tf.reshape(state.weights, [batch, width, -1])))
-    _, order = tf.nn.top_k(scores / lengths, width)
+    _, order = tf.nn.top_k(beam.scores / beam.lengths, width)
     return _trace_back(history, order)

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from aocr.charset import EOS_ID, FIRST_CHAR_ID, PAD_ID
 from aocr.data.preprocess import preprocess_batch
+from aocr.lexicon import Lexicon
 from aocr.model.beam import beam_decode
 from aocr.model.cnn import WIDTH_STRIDE, cnn_features
 from aocr.model.decoder import attention_decode
@@ -168,14 +169,16 @@ def _candidates(ids: tf.Tensor, step_probabilities: tf.Tensor, params: ModelPara
     return Candidates(texts, tf.cast(probabilities, tf.float64), characters)
 
 
-def recognize_bytes(image_bytes: tf.Tensor, params: ModelParams, decoding: Decoding = GREEDY) -> Recognition:
+def recognize_bytes(image_bytes: tf.Tensor, params: ModelParams, decoding: Decoding = GREEDY,
+                    lexicon: Lexicon | None = None) -> Recognition:
     """The inference graph from encoded images to text: what predict, test and the exports run.
 
     image_bytes: string [N], encoded PNG/JPEG/GIF/BMP images. decoding.beam_width 1 decodes
-    greedily (build_model's "infer" mode); more runs beam search (aocr.model.beam).
+    greedily (build_model's "infer" mode); more, or a lexicon (decoding.lexicon, loaded), runs
+    beam search (aocr.model.beam).
     """
     images, widths = preprocess_batch(image_bytes, params)
-    if decoding.beam_width == 1:
+    if decoding.beam_width == 1 and lexicon is None:
         outputs = build_model(images, widths, params, "infer")
         ids, attention = outputs.ids[:, None, :], outputs.attention
         step_probabilities = tf.reduce_max(tf.nn.softmax(outputs.logits), axis=2)[:, None, :]  # [N, 1, S]
@@ -183,7 +186,7 @@ def recognize_bytes(image_bytes: tf.Tensor, params: ModelParams, decoding: Decod
         encoded, _, mask, _ = encode(images, widths, params, training=False)
         beams = beam_decode(encoded, mask, params.char_table.num_classes, params.decoder_steps,
                             params.attn_num_hidden, params.attn_num_layers, params.target_embedding_size,
-                            params.use_gru, decoding.beam_width)
+                            params.use_gru, decoding.beam_width, lexicon)
         ids, step_probabilities, attention = beams.ids, beams.step_probabilities, beams.attention
     best = _candidates(ids[:, :decoding.n_best], step_probabilities[:, :decoding.n_best], params)
     return Recognition(best.texts[:, 0], best.probabilities[:, 0], best.char_probabilities[:, 0], attention, widths,
