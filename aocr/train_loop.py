@@ -27,13 +27,18 @@ class IntervalStats:
 
     def __init__(self) -> None:
         self.loss = self.sequence_loss = 0.0
-        self.images = self.steps = 0
+        self.images = self.steps = self.skipped = 0
         self.started = time.monotonic()
 
-    def add(self, loss: float, sequence_loss: float, images: int) -> None:
+    def add(self, loss: float, sequence_loss: float, images: int, gradient_norm: float) -> None:
+        """One step's figures; a step whose loss or gradient was not finite (and so changed nothing) is
+        counted apart and left out of the means."""
+        self.images += images
+        if not all(map(math.isfinite, (loss, sequence_loss, gradient_norm))):
+            self.skipped += 1
+            return
         self.loss += loss
         self.sequence_loss += sequence_loss
-        self.images += images
         self.steps += 1
 
     def figures(self) -> dict[str, float]:
@@ -118,9 +123,13 @@ class TrainingLoop:
                 return step, failure
             before, step = step, int(step_after)
             self.own_steps += 1
-            stats.add(loss, sequence_loss, images)
+            stats.add(loss, sequence_loss, images, norm)
             progress.update(step - before, loss=f"{loss:.3f}")
             if step // self.limits.steps_per_checkpoint > before // self.limits.steps_per_checkpoint:
+                if stats.skipped:
+                    log.warning("%d of the last %d steps had a non-finite loss or gradient and changed no weight; "
+                                "if this goes on, lower --initial-learning-rate", stats.skipped,
+                                stats.steps + stats.skipped)
                 self._checkpoint(step, stats.figures(), {"gradient_norm": float(norm), "learning_rate": float(rate)},
                                  progress.elapsed())
                 stats = IntervalStats()

@@ -52,15 +52,29 @@ class TrainOps:
     step_after: tf.Tensor  # int64 scalar: the global step read after this step's update, so fetching it runs the step
 
 
+def _zero_unless(finite: tf.Tensor, gradient: tf.Tensor | tf.IndexedSlices | None):
+    """The gradient where `finite` (a bool scalar) holds, zeros of its shape where it does not."""
+    if gradient is None:
+        return None
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(_zero_unless(finite, gradient.values), gradient.indices, gradient.dense_shape)
+    return tf.where(finite, gradient, tf.zeros_like(gradient))
+
+
 def build_train_op(loss: tf.Tensor, optimizer: tf1.train.Optimizer, global_step: tf.Variable,
                    max_gradient_norm: float | None, extra_updates: list) -> TrainOps:
     """Minimize `loss`, clipping gradients to `max_gradient_norm` (None: no clipping) and
-    running `extra_updates` (batch-norm averages) with every step."""
+    running `extra_updates` (batch-norm averages) with every step. A step whose gradient norm is
+    not finite applies zero gradients; its gradient_norm output says so (NaN or inf)."""
     variables = tf1.trainable_variables()
     gradients = tf.gradients(loss, variables)
     norm = tf.linalg.global_norm(gradients)
+    # A batch whose loss or gradient is not finite changes no weight: one NaN would otherwise spread
+    # through the optimizer's moments to every weight and end the run (seen on long lines of text).
+    finite = tf.math.is_finite(norm)
+    gradients = [_zero_unless(finite, gradient) for gradient in gradients]
     if max_gradient_norm is not None:
-        gradients, _ = tf.clip_by_global_norm(gradients, max_gradient_norm, use_norm=norm)
+        gradients, _ = tf.clip_by_global_norm(gradients, max_gradient_norm, use_norm=tf.where(finite, norm, 0.0))
     with tf.control_dependencies(extra_updates):
         train_op = optimizer.apply_gradients(zip(gradients, variables, strict=True), global_step=global_step)
     with tf.control_dependencies([train_op]):
