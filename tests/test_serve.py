@@ -316,12 +316,13 @@ def grpc_stubs(address):
     return prediction_service_pb2_grpc.PredictionServiceStub(channel), model_service_pb2_grpc.ModelServiceStub(channel)
 
 
-def grpc_predict(stub, images, name="aocr", version=None, label=None):
+def grpc_predict(stub, images, name="aocr", version=None, label=None, signature=""):
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = name
+    request.model_spec.signature_name = signature
     if version is not None:
         request.model_spec.version.value = version
     if label is not None:
@@ -476,5 +477,37 @@ def test_a_request_that_trickles_in_is_cut_off_and_holds_no_worker_meanwhile(exp
         assert closed and 2.0 <= seconds <= 6.0, (closed, seconds)
         status, answer = call(url, "/v1/models/aocr:predict", body)
         assert status == 200 and answer["predictions"][0]["output"] == expected[3]
+    finally:
+        stop_server(process)
+
+
+def test_the_n_best_signature_answers_like_predict_jsonl_over_rest_and_grpc(trained_model, digits_set, tmp_path,
+                                                                             aocr_main):
+    """An export with beam 5 and 3 candidates: its `n_best` signature, asked through REST and gRPC, gives
+    `aocr predict --format jsonl --beam-width 5 --n-best 3`'s candidates; serving_default stays one text."""
+    decoding = ["--beam-width", "5", "--n-best", "3"]
+    assert aocr_main("export", str(tmp_path / "beam"), "--model-dir", str(trained_model), *decoding).returncode == 0
+    paths = [str(p) for p in digits_set.images[:3]]
+    predicted = aocr_main("predict", *paths, "--model-dir", str(trained_model), "--format", "jsonl", *decoding)
+    candidates = [json.loads(line)["candidates"] for line in predicted.stdout.splitlines()]
+    assert [len(c) for c in candidates] == [3, 3, 3]
+    grpc_address = f"127.0.0.1:{free_port()}"
+    process, url, _ = start_server(tmp_path / "beam", "--grpc-port", grpc_address.rsplit(":", 1)[1], cwd=tmp_path)
+    try:
+        body = {"signature_name": "n_best", "instances": [{"b64": b64(digits_set.images[i])} for i in range(3)]}
+        status, rest = call(url, "/v1/models/aocr:predict", body)
+        assert status == 200, rest
+        for row, wanted in zip(rest["predictions"], candidates, strict=True):
+            assert row["texts"] == [c["text"] for c in wanted]
+            assert row["probabilities"] == pytest.approx([c["probability"] for c in wanted], abs=1e-5)
+            assert len(row["char_probabilities"]) == 3
+            best = [c["probability"] for c in wanted[0]["characters"]]
+            assert row["char_probabilities"][0][:len(best)] == pytest.approx(best, abs=1e-5)
+        prediction, _ = grpc_stubs(grpc_address)
+        outputs, spec = grpc_predict(prediction, [p.read_bytes() for p in digits_set.images[:3]], signature="n_best")
+        assert spec.signature_name == "n_best" and outputs["texts"].shape == (3, 3)
+        assert [[t.decode() for t in row] for row in outputs["texts"]] == [row["texts"] for row in rest["predictions"]]
+        status, default = call(url, "/v1/models/aocr:predict", {"instances": body["instances"]})
+        assert status == 200 and [row["output"] for row in default["predictions"]] == [c[0]["text"] for c in candidates]
     finally:
         stop_server(process)

@@ -129,13 +129,10 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         signature = version.model.meta_graph.signature_def.get(key)
         if signature is None:
             raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
-        if key != savedmodel.SIGNATURE:
-            raise invalid(f'Serving signature name: "{key}" is not served by aocr serve; use '
-                          f'"{savedmodel.SIGNATURE}"')
         check_inputs(signature, request)
         images = input_images(request.inputs[savedmodel.INPUT_KEY])
         timeout = self.default_timeout if time_remaining is None else max(0.0, time_remaining)
-        outputs = version.predict(images, timeout)
+        outputs = version.predict(images, timeout, key)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = spec.name
         response.model_spec.signature_name = key

@@ -96,8 +96,6 @@ def signature_of(version: Version, name: str) -> Any:  # a SignatureDef proto
     signature = version.model.meta_graph.signature_def.get(key)
     if signature is None:
         raise invalid(f'Serving signature name: "{key}" not found in signature def')
-    if key != savedmodel.SIGNATURE:
-        raise invalid(f'Serving signature name: "{key}" is not served by aocr serve; use "{savedmodel.SIGNATURE}"')
     return signature
 
 
@@ -108,7 +106,7 @@ def predict_body(servable: Servable, route: Route, raw: bytes, timeout: float) -
     version = servable.find(route.name, route.version, route.label)
     signature = signature_of(version, name)
     request_format, tensors = rest_json.request_tensors(doc, sorted(signature.inputs))
-    outputs = version.predict(tensors[savedmodel.INPUT_KEY], timeout)
+    outputs = version.predict(tensors[savedmodel.INPUT_KEY], timeout, name or savedmodel.SIGNATURE)
     return rest_json.response_body(outputs, request_format)
 
 

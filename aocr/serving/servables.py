@@ -49,15 +49,18 @@ class Version:
         """The `serving_default` SignatureDef."""
         return self.model.signature
 
-    def run(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """All outputs for `images` (bytes, any shape the graph takes) in one session run."""
+    def run(self, images: np.ndarray, signature_key: str = savedmodel.SIGNATURE) -> dict[str, np.ndarray]:
+        """All outputs of a signature for `images` (bytes, any shape the graph takes) in one session run."""
+        outputs = self.model.signature_outputs(signature_key)  # every signature reads the one image input
         try:
-            return self.model.session.run(self.model.output_names, {self.model.input_name: images})
+            return self.model.session.run(outputs, {self.model.input_name: images})
         except tf.errors.OpError as e:
             raise ServingError(Code(e.error_code), session_message(e)) from None
 
-    def predict(self, images: np.ndarray, timeout: float) -> dict[str, np.ndarray]:
-        """All outputs for `images`; a scalar or a list is batched with other requests when batching is on.
+    def predict(self, images: np.ndarray, timeout: float,
+                signature_key: str = savedmodel.SIGNATURE) -> dict[str, np.ndarray]:
+        """All outputs of a signature for `images`; with batching on, `serving_default` requests of a
+        scalar or a list are batched with others (an `n_best` request runs alone).
 
         An image whose header declares more than MAX_IMAGE_PIXELS pixels is refused before anything
         decodes it (INVALID_ARGUMENT), so a small hostile file cannot make the server allocate gigabytes.
@@ -66,8 +69,8 @@ class Version:
             reason = declared_too_large(bytes(data)) if isinstance(data, bytes | np.bytes_) else None
             if reason:
                 raise invalid(f"image {index} {reason}")
-        if self.batcher is None or images.ndim > 1 or images.size == 0:
-            return self.run(images)
+        if self.batcher is None or signature_key != savedmodel.SIGNATURE or images.ndim > 1 or images.size == 0:
+            return self.run(images, signature_key)
         if images.ndim == 0:
             return {key: value[0] for key, value in self.batcher.submit(images.reshape(1), timeout).items()}
         return self.batcher.submit(images, timeout)
