@@ -52,8 +52,9 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
                         on_result(record, label, result)
                 if coverage is not None:
                     coverage.add(0.0 if isinstance(result, str) else result.probability, correct)
-            headline = accuracy.word_accuracy if headline_full_match else accuracy.character_accuracy
-            progress.update(len(chunk), accuracy=f"{100 * headline:.1f}%")
+            name, headline = (("word accuracy", accuracy.word_accuracy) if headline_full_match
+                              else ("character accuracy", accuracy.character_accuracy))
+            progress.update(len(chunk), **{name: f"{100 * headline:.1f}%"})
     finally:
         progress.close()
     if unlearnable:

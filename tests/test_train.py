@@ -33,8 +33,12 @@ def test_tiny_model_learns_the_set_and_test_needs_only_model_dir(trained_model, 
 
 
 def test_no_distance_and_verbose_per_image_lines(trained_model, digits_set):
-    *_, result = score(digits_set.tfrecords, trained_model, "--no-distance", "-v", cwd=trained_model.parent)
+    """--no-distance: the progress lines (every 10 chunks of 4 batches, here 80 images) give word accuracy."""
+    *_, result = score(digits_set.tfrecords, trained_model, "--no-distance", "-v", "--batch-size", "2",
+                       cwd=trained_model.parent)
     assert result.stderr.count("probability") >= 200
+    progress = [line for line in result.stderr.splitlines() if "INFO test: " in line]
+    assert len(progress) == 2 and all(", word accuracy " in line for line in progress), progress
 
 
 def test_test_rejects_a_contradicting_shape_flag(trained_model, digits_set):
