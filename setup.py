@@ -22,7 +22,7 @@ setup(
     # your TensorFlow's minor version if pip would otherwise move TensorFlow.
     extras_require={"test": ["pytest", "pytest-xdist", "filelock", "ruff", "grpcio", "tensorflow-serving-api"],
                     "grpc": ["grpcio", "tensorflow-serving-api"]},
-    entry_points={"console_scripts": ["aocr=aocr.cli:main"]},
+    entry_points={"console_scripts": ["aocr=aocr.cli:run_command"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: MIT License",

@@ -1,8 +1,6 @@
 """`python -m aocr ...`: the same program as the `aocr` console script."""
 
-import sys
-
-from aocr.cli import main
+from aocr.cli import run_command
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command()

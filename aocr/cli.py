@@ -441,3 +441,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+
+
+def run_command() -> None:
+    """The `aocr` command and `python -m aocr`: main(), then exit with its status. When a training
+    session is still closing in the background (its input threads finishing a batch; everything is
+    saved), the process exits at once instead of waiting for it."""
+    status = main()
+    strategy = sys.modules.get("aocr.strategy")
+    if strategy is not None and strategy.closing_in_background():
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
