@@ -8,7 +8,8 @@ validation split, so that a save also writes the best checkpoint. Each trial res
 training, kills it either at a random time (1-8 s into training) or just after a "step N:
 loss" line, while its save, validation and best copy run, then runs `aocr test` on the dir.
 A trial passes when the next training resumes from a checkpoint no older than the last
-"saved" line before the kill, and `aocr test` loads the dir and scores it.
+"saved" line before the kill, and `aocr test` loads the dir and scores it (or, when the kill
+came before the first save finished, says there is no checkpoint yet, without a traceback).
 """
 
 from __future__ import annotations
@@ -95,11 +96,14 @@ def kill_at_random(training: Training, rng: random.Random) -> str:
     return moment
 
 
-def test_loads(records: Path, model: Path) -> str | None:
-    """None when `aocr test` loads and scores the dir; else what went wrong."""
+def test_loads(records: Path, model: Path, saved_before: bool) -> str | None:
+    """None when `aocr test` loads and scores the dir, or, killed before any save had finished
+    (saved_before False), says in one line that there is no checkpoint yet; else what went wrong."""
     result = subprocess.run(aocr("test", str(records), "--model-dir", str(model), "--log-path", ""),
                             capture_output=True, text=True, timeout=600)
     if result.returncode == 0 and "word accuracy" in result.stderr:
+        return None
+    if not saved_before and "no checkpoint" in result.stderr and "Traceback" not in result.stderr:
         return None
     return f"aocr test exit {result.returncode}: {result.stderr.strip()[-400:]}"
 
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         for trial in range(1, args.trials + 1):
             moment = kill_at_random(training, rng)
             last_saved = max([last_saved, *training.steps(r"saved .*model\.ckpt-(\d+)$")])
-            problem = test_loads(records, model)
+            problem = test_loads(records, model, last_saved > 0)
             training, resumed = start_resumed(records, model)
             if problem is None and resumed < last_saved:
                 problem = f"resumed from step {resumed}, older than the last save, {last_saved}"
