@@ -23,7 +23,7 @@ from aocr.data.survey import resolve_flags, resolve_from_data
 from aocr.errors import AocrError
 from aocr.holdout import Split, split_scan
 from aocr.init_from import WEIGHT_SHAPING, warm_start
-from aocr.model.optimize import batch_scaled_rate
+from aocr.model.optimize import FINE_TUNE_WARMUP_STEPS, batch_scaled_rate
 from aocr.params import ModelParams, explicit_shape
 from aocr.precision import training_compute_dtype
 from aocr.session import best_dir, latest_checkpoint
@@ -169,8 +169,10 @@ def _run_loop(config: TrainConfig, params: ModelParams, training: TrainingGraph,
                                  on_checkpoint, config.run_settings()) if strategy.is_chief else None)
     if checkpointer is not None and config.resume and start_step > 0:
         checkpointer.saved_step = start_step
+    warmup = FINE_TUNE_WARMUP_STEPS if config.init_from and start_step == 0 else 0
     limits = Limits(total, config.steps_per_checkpoint,
-                    None if config.max_minutes is None else 60 * config.max_minutes, config.patience, start_step)
+                    None if config.max_minutes is None else 60 * config.max_minutes, config.patience, start_step,
+                    warmup)
     loop = TrainingLoop(training, strategy, session, raw_session, checkpointer, limits)
     try:
         if step >= total:
@@ -179,6 +181,9 @@ def _run_loop(config: TrainConfig, params: ModelParams, training: TrainingGraph,
         log.info("training from step %d%s: %d images/epoch, batch %d, %s at %g, augment %s, %s convolutions",
                  step, strategy.describe(), usable, config.batch_size, config.optimizer,
                  config.effective_learning_rate, config.augment, cnn_dtype)
+        if warmup:
+            log.info("--init-from: the learning rate rises to its full value over the first %d steps, so that "
+                     "the first steps keep what %s learned", warmup, config.init_from)
         step = loop.run(step)
     finally:
         if writer:

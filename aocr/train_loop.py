@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from aocr.checkpointer import Checkpointer
 from aocr.errors import AocrError
-from aocr.model.optimize import rate_scale
+from aocr.model.optimize import rate_scale, warmup_scale
 from aocr.progress import Progress
 from aocr.stop_request import StopRequest
 from aocr.strategy import Strategy
@@ -57,6 +57,7 @@ class Limits:
     max_seconds: float | None = None  # stop (and save) after this much training time
     patience: int | None = None  # stop after this many validated checkpoints without a better one
     start_step: int = 0  # the global step this run started from
+    warmup_steps: int = 0  # the rate rises linearly over this run's first steps
 
     def budget_used(self, step: int, elapsed: float) -> float:
         """The share of this run's budget spent: of its steps, or of its time when that runs out first."""
@@ -111,7 +112,8 @@ class TrainingLoop:
             if (failure := self.strategy.lost_peer()) is not None:
                 return step, failure
             try:
-                scale = rate_scale(self.limits.budget_used(step, progress.elapsed()))
+                scale = rate_scale(self.limits.budget_used(step, progress.elapsed())) * \
+                    warmup_scale(step - self.limits.start_step, self.limits.warmup_steps)
                 loss, sequence_loss, norm, images, rate, step_after = self.session.run(
                     fetches, {self.training.learning_rate_scale: scale}, options=self.strategy.run_options)
             except tf.errors.OutOfRangeError:

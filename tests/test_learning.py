@@ -2,6 +2,7 @@
 checkpoint, early stopping, the time budget and fine-tuning from another model."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,9 +134,15 @@ def test_init_from_starts_a_new_charset_from_a_trained_model(trained_model, digi
     assert result.returncode == 0, result.stderr
     assert "10 of this model's 11 characters carried, 1 new" in result.stderr
     assert "training from step 0" in result.stderr
-    tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "tuned"), cwd=tmp_path)
-    words = float(re.search(r"word accuracy: ([\d.]+)%", tested.stderr).group(1))
-    assert words >= 80.0, tested.stderr  # two steps from the trained model, not from scratch
+    assert "rises to its full value over the first 100 steps" in result.stderr
+
+    def words(model_dir: Path) -> float:
+        tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(model_dir), cwd=tmp_path)
+        return float(re.search(r"word accuracy: ([\d.]+)%", tested.stderr).group(1))
+
+    # Two steps from the trained model keep what it reads (from scratch they read nothing; without
+    # the warm-up Adam's first full-rate steps cost up to 24 points here).
+    assert words(tmp_path / "tuned") >= words(trained_model) - 3.0
 
 
 def test_init_from_a_model_of_another_size_names_both_values(trained_model, digits_set, tmp_path):

@@ -31,6 +31,17 @@ def rate_scale(budget_used: float) -> float:
     return FINAL_RATE_SCALE + (1.0 - FINAL_RATE_SCALE) * 0.5 * (1.0 + math.cos(math.pi * into_decay))
 
 
+# A run that starts from another model's weights (--init-from) raises its rate linearly over its first
+# FINE_TUNE_WARMUP_STEPS: Adam's first steps, with no gradient history yet, move every weight by the
+# full rate whatever its gradient's size, and undo much of what the other model had learned.
+FINE_TUNE_WARMUP_STEPS = 100
+
+
+def warmup_scale(steps_done: int, warmup_steps: int) -> float:
+    """The multiplier of the learning rate after `steps_done` steps of a run with `warmup_steps` of warm-up."""
+    return 1.0 if steps_done >= warmup_steps else (steps_done + 1) / warmup_steps
+
+
 def batch_scaled_rate(optimizer: str, base_rate: float, batch_size: int) -> float:
     """Adam: base_rate * sqrt(batch_size / REFERENCE_BATCH); the other optimizers: base_rate."""
     return base_rate * (batch_size / REFERENCE_BATCH) ** 0.5 if optimizer == "adam" else base_rate
