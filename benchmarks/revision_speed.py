@@ -57,29 +57,33 @@ def checkout(revision: str, work: Path) -> Path:
     return target
 
 
-def training_rate(source: Path, tfrecords: Path, work: Path, steps: int, extra: list[str]) -> float:
-    """Median images/s of a fresh `aocr train` run from `source`, after its first logged interval."""
-    model_dir = work / "speed-model"
-    command = [sys.executable, "-m", "aocr", "train", str(tfrecords), "--model-dir", str(model_dir), *SHAPE_FLAGS,
-               "--batch-size", "65", "--max-steps", str(steps), "--steps-per-checkpoint", str(steps // 5),
-               "--no-resume", "--log-path", "", *extra]
-    result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=_env(source), timeout=1800)
+def median_rate(source: Path, tfrecords: Path, work: Path, flags: list[str]) -> float:
+    """Median images/s of a fresh `aocr train` run from `source` with `flags`, after its first logged interval."""
+    command = [sys.executable, "-m", "aocr", "train", str(tfrecords), "--model-dir", str(work / "speed-model"),
+               "--no-resume", "--log-path", "", *flags]
+    result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=child_env(source), timeout=1800)
     if result.returncode != 0:
         raise SystemExit(f"training from {source} failed:\n{result.stderr[-2000:]}")
     rates = [float(match.group(2)) for match in RATE_LINE.finditer(result.stderr)]
     return statistics.median(rates[1:])
 
 
+def training_rate(source: Path, tfrecords: Path, work: Path, steps: int, extra: list[str]) -> float:
+    """The benchmark's shape at batch 65 for `steps` steps (see median_rate)."""
+    return median_rate(source, tfrecords, work, [*SHAPE_FLAGS, "--batch-size", "65", "--max-steps", str(steps),
+                                                 "--steps-per-checkpoint", str(steps // 5), *extra])
+
+
 def prediction_ms(source: Path, model_dir: Path, images: list[Path], rounds: int) -> float:
     result = subprocess.run([sys.executable, "-c", PREDICT_PROGRAM, str(model_dir), ",".join(map(str, images)),
-                             str(rounds)], cwd=model_dir.parent, capture_output=True, text=True, env=_env(source),
+                             str(rounds)], cwd=model_dir.parent, capture_output=True, text=True, env=child_env(source),
                             timeout=1800)
     if result.returncode != 0:
         raise SystemExit(f"prediction from {source} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])["ms_per_image"]
 
 
-def _env(source: Path) -> dict[str, str]:
+def child_env(source: Path) -> dict[str, str]:
     """The environment that imports aocr from `source` (the children run outside the repository, so the
     current directory does not shadow it, and PYTHONPATH comes before the editable install)."""
     return dict(os.environ, PYTHONPATH=str(source), TF_CPP_MIN_LOG_LEVEL="2")

@@ -2,7 +2,8 @@
 
 Each image's encoder columns are repeated K times (rows b*K .. b*K+K-1), and every step runs the
 decoder's one step (aocr.model.decoder.Decoder.step) on all B*K rows at once, so a batch with any
-beam width is one session run. A hypothesis ends at EOS and keeps its place and score from then on
+beam width is one session run; the steps are a tf.while_loop that stops once every hypothesis of the
+batch has ended. A hypothesis ends at EOS and keeps its place and score from then on
 (it can only go on with EOS at probability 1). The K survivors of each step are the best of the
 K * num_classes extensions by their mean log-probability per step (the log-probability divided by
 the length, characters and EOS), and the K at the end are ranked the same way.
@@ -21,7 +22,7 @@ import tensorflow as tf
 
 from aocr.charset import EOS_ID, FIRST_CHAR_ID
 from aocr.lexicon import Lexicon
-from aocr.model.decoder import DecoderState, start_decoder
+from aocr.model.decoder import DecoderState, pad_steps, start_decoder
 
 # The log-probability of an extension that must never be chosen (a finished hypothesis going on
 # with a character, PAD or GO anywhere); finite, so that sums of them stay ordered numbers.
@@ -63,17 +64,22 @@ def _reorder(state: DecoderState, rows: tf.Tensor) -> DecoderState:
     return tf.nest.map_structure(lambda tensor: tf.gather(tensor, rows), state)
 
 
-def _trace_back(history: list[_Step], order: tf.Tensor) -> BeamOutputs:
-    """The hypotheses `order` (int32 [B, K], final beam positions, best first), step by step from the end."""
-    beam = order
-    ids, probabilities, attention = [], [], []
-    for step in reversed(history):
-        ids.append(tf.gather(step.ids, beam, batch_dims=1))
-        probabilities.append(tf.gather(step.probabilities, beam, batch_dims=1))
-        attention.append(tf.gather(step.attention, beam[:, 0], batch_dims=1))  # [B, T]
-        beam = tf.gather(step.parents, beam, batch_dims=1)
-    return BeamOutputs(tf.stack(ids[::-1], axis=2), tf.stack(probabilities[::-1], axis=2),
-                       tf.stack(attention[::-1], axis=1))
+def _trace_back(history: _Step, order: tf.Tensor, steps: int) -> BeamOutputs:
+    """The hypotheses `order` (int32 [B, K], final beam positions, best first), step by step from the end.
+
+    history: every step's survivors, each field stacked on a first axis of S' <= steps steps (S' < steps
+    when decoding stopped early); the outputs are filled to `steps` with EOS, probability 1 and no attention.
+    """
+    def back(later: tuple, step: _Step) -> tuple:
+        beam = later[0]  # [B, K], the positions at this step of the hypotheses traced
+        return (tf.gather(step.parents, beam, batch_dims=1), tf.gather(step.ids, beam, batch_dims=1),
+                tf.gather(step.probabilities, beam, batch_dims=1), tf.gather(step.attention, beam[:, 0], batch_dims=1))
+
+    start = (order, tf.zeros_like(order), tf.zeros_like(order, tf.float32), history.attention[0, :, 0])
+    _, ids, probabilities, attention = tf.scan(back, history, start, reverse=True)  # [S', B, K], [S', B, T]
+    return BeamOutputs(pad_steps(tf.transpose(ids, [1, 2, 0]), steps, 2, EOS_ID),
+                       pad_steps(tf.transpose(probabilities, [1, 2, 0]), steps, 2, 1.0),
+                       pad_steps(tf.transpose(attention, [1, 0, 2]), steps, 1))
 
 
 class _Beam(NamedTuple):
@@ -95,7 +101,7 @@ def _lexicon_children(keys: tf.Tensor, children: tf.Tensor, nodes: tf.Tensor, nu
     return tf.reshape(tf.where(exists, tf.gather(children, found), -1), tf.shape(wanted))
 
 
-def _choose(beam: _Beam, log_probs: tf.Tensor, step: int, children: tf.Tensor | None) -> tuple[_Beam, tf.Tensor]:
+def _choose(beam: _Beam, log_probs: tf.Tensor, step: tf.Tensor, children: tf.Tensor | None) -> tuple[_Beam, tf.Tensor]:
     """The K best extensions of each image's hypotheses by mean log-probability per step.
 
     log_probs: float32 [B, K, C], already masked (_extensions); children: int32 [B, K, C] or None.
@@ -103,7 +109,7 @@ def _choose(beam: _Beam, log_probs: tf.Tensor, step: int, children: tf.Tensor | 
     """
     batch, width, classes = tf.shape(log_probs)[0], log_probs.shape[1], log_probs.shape[2]
     totals = beam.scores[:, :, None] + log_probs  # [B, K, C]
-    grown = tf.where(beam.finished, beam.lengths, tf.fill([batch, width], float(step + 1)))  # [B, K]
+    grown = tf.where(beam.finished, beam.lengths, tf.fill([batch, width], tf.cast(step + 1, tf.float32)))  # [B, K]
     _, chosen = tf.nn.top_k(tf.reshape(totals / grown[:, :, None], [batch, width * classes]), width)
     parents, ids = chosen // classes, chosen % classes
     nodes = beam.nodes if children is None else tf.gather(tf.reshape(children, [batch, -1]), chosen, batch_dims=1)
@@ -130,8 +136,11 @@ def beam_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, steps: in
     if lexicon is not None:
         keys, children = tf.constant(lexicon.keys[None, :]), tf.constant(lexicon.children)
     rows = tf.range(batch)[:, None] * width  # [B, 1], each image's first row
-    history = []
-    for step in range(steps):
+    history = _Step(*(tf.TensorArray(dtype, size=steps, element_shape=shape) for dtype, shape in (
+        (tf.int32, [None, width]), (tf.int32, [None, width]), (tf.float32, [None, width]),
+        (tf.float32, [None, width, None]))))
+
+    def one_step(step, previous, state, beam, history):
         logits, state = decoder.step(previous, state, memory)
         log_probs = tf.reshape(tf.nn.log_softmax(logits), [batch, width, num_classes])
         reached = None if lexicon is None else _lexicon_children(keys, children, beam.nodes, num_classes)
@@ -141,8 +150,14 @@ def beam_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, steps: in
         beam, chosen = _choose(beam, log_probs, step, reached)
         parents, ids = chosen // num_classes, chosen % num_classes
         state = _reorder(state, tf.reshape(rows + parents, [-1]))
-        previous = tf.reshape(ids, [-1])
         chosen_log_probs = tf.gather(tf.reshape(log_probs, [batch, -1]), chosen, batch_dims=1)
-        history.append(_Step(ids, parents, tf.exp(chosen_log_probs), tf.reshape(state.weights, [batch, width, -1])))
+        survivors = _Step(ids, parents, tf.exp(chosen_log_probs), tf.reshape(state.weights, [batch, width, -1]))
+        history = _Step(*(array.write(step, value) for array, value in zip(history, survivors, strict=True)))
+        return step + 1, tf.reshape(ids, [-1]), state, beam, history
+
+    # Once every hypothesis has ended, further steps could only add EOS at probability 1: stop.
+    loop = tf.while_loop(lambda step, _previous, _state, beam, _history: tf.logical_not(tf.reduce_all(beam.finished)),
+                         one_step, (tf.constant(0), previous, state, beam, history), maximum_iterations=steps)
+    beam, history = loop[3], _Step(*(array.stack() for array in loop[4]))
     _, order = tf.nn.top_k(beam.scores / beam.lengths, width)
-    return _trace_back(history, order)
+    return _trace_back(history, order, steps)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from aocr.charset import GO_ID
+from aocr.charset import EOS_ID, GO_ID
 
 tf1 = tf.compat.v1
 
@@ -132,11 +132,14 @@ class Decoder:
             self.output_kernel = tf1.get_variable("kernel", [units + depth, num_classes],
                                                   initializer=tf1.glorot_uniform_initializer())
             self.output_bias = tf1.get_variable("bias", [num_classes], initializer=tf1.zeros_initializer())
+        # Read once, outside the decoding loop: a frozen graph cannot turn a lookup into a variable
+        # inside a tf.while_loop into a lookup into a constant.
+        self.embedding_table = tf.identity(self.embedding)
 
     def step(self, previous: tf.Tensor, state: DecoderState, memory: Memory) -> tuple[tf.Tensor, DecoderState]:
         """previous: int32 [B], the class fed in (GO first). Returns the logits, float32 [B, num_classes],
         and the next state."""
-        x = tf.concat([tf.nn.embedding_lookup(self.embedding, previous), state.context], axis=1)
+        x = tf.concat([tf.gather(self.embedding_table, previous), state.context], axis=1)
         cells = list(state.cells)
         for number, cell in enumerate(self.cells):
             x, cells[number] = cell(x, cells[number])
@@ -172,24 +175,49 @@ def start_decoder(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, units: 
     return decoder, memory, DecoderState(cells, context, weights), go
 
 
+def pad_steps(stacked: tf.Tensor, steps: int, axis: int, value: float | int = 0) -> tf.Tensor:
+    """`stacked`, whose axis `axis` holds the S' <= steps steps of a decoding that stopped early,
+    filled with `value` to `steps` along that axis (which then has a static size)."""
+    padding = [[0, 0]] * stacked.shape.rank
+    padding[axis] = [0, steps - tf.shape(stacked)[axis]]
+    padded = tf.pad(stacked, padding, constant_values=value)
+    shape = stacked.shape.as_list()
+    shape[axis] = steps
+    padded.set_shape(shape)
+    return padded
+
+
 def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, steps: int, units: int,
                      layers: int, embedding_size: int, use_gru: bool,
                      decoder_inputs: tf.Tensor | None = None) -> DecoderOutputs:
-    """Decode `steps` characters from the encoder's columns.
+    """Decode `steps` characters from the encoder's columns, in a tf.while_loop: the graph's size does
+    not grow with `steps`.
 
     encoded: float32 [B, T, D]; mask: bool [B, T], False on columns beyond an image's width.
     decoder_inputs: int32 [B, steps], GO then the label, for teacher forcing in training
-    and evaluation; None for greedy decoding, which feeds back each step's most likely class.
+    and evaluation; None for greedy decoding, which feeds back each step's most likely class and
+    stops once every image has emitted EOS (the steps not run are zero logits and attention, PAD ids).
     """
     decoder, memory, state, previous = start_decoder(encoded, mask, num_classes, units, layers, embedding_size,
                                                      use_gru)
-    all_logits, all_ids, all_weights = [], [], []
-    for step in range(steps):
+    outputs = [tf.TensorArray(dtype, size=steps, element_shape=shape) for dtype, shape in
+               ((tf.float32, [None, num_classes]), (tf.int32, [None]), (tf.float32, [None, None]))]
+    finished = tf.zeros_like(previous, tf.bool)
+
+    def more(step, _previous, _state, finished, _outputs):
+        return step < steps if decoder_inputs is not None else tf.logical_and(
+            step < steps, tf.logical_not(tf.reduce_all(finished)))
+
+    def one_step(step, previous, state, finished, outputs):
         if decoder_inputs is not None:
-            previous = decoder_inputs[:, step]
+            previous = tf.gather(decoder_inputs, step, axis=1)
         logits, state = decoder.step(previous, state, memory)
-        previous = tf.argmax(logits, axis=1, output_type=tf.int32)
-        all_logits.append(logits)
-        all_ids.append(previous)
-        all_weights.append(state.weights)
-    return DecoderOutputs(tf.stack(all_logits, axis=1), tf.stack(all_ids, axis=1), tf.stack(all_weights, axis=1))
+        ids = tf.argmax(logits, axis=1, output_type=tf.int32)
+        written = [array.write(step, value) for array, value in zip(outputs, (logits, ids, state.weights), strict=True)]
+        return step + 1, ids, state, tf.logical_or(finished, tf.equal(ids, EOS_ID)), written
+
+    loop = tf.while_loop(more, one_step, (tf.constant(0), previous, state, finished, outputs),
+                         maximum_iterations=steps)
+    logits, ids, weights = (tf.transpose(array.stack(), [1, 0, *range(2, array.element_shape.rank + 1)])
+                            for array in loop[-1])
+    return DecoderOutputs(pad_steps(logits, steps, 1), pad_steps(ids, steps, 1), pad_steps(weights, steps, 1))
