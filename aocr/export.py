@@ -20,14 +20,18 @@ from aocr.params import GREEDY, Decoding, ModelParams, decoding_of, explicit_sha
 from aocr.savedmodel import (
     BEAM_WIDTH_NAME,
     CHAR_PROBABILITIES_KEY,
+    IMAGES_KEY,
     INPUT_KEY,
     N_BEST_SIGNATURE,
+    PIXELS_SIGNATURE,
     PROBABILITIES_KEY,
     PROBABILITY_KEY,
     SERVING_TAGS,
     SIGNATURE,
     TEXT_KEY,
     TEXTS_KEY,
+    WIDTHS_KEY,
+    Loaded,
     load,
     version_path,
     versions,
@@ -73,7 +77,8 @@ def _frozen_session(checkpoint: str, params: ModelParams, decoding: Decoding):
 
 
 def _signatures(tensors: ServingTensors) -> dict:
-    """serving_default (text and probability per image) and n_best (the candidates), on one input."""
+    """serving_default (text and probability per image) and n_best (the candidates), on image bytes;
+    pixels (text and probability) on preprocessed images."""
     inputs = {INPUT_KEY: tensors.image_bytes}
     return {
         SIGNATURE: tf1.saved_model.predict_signature_def(
@@ -81,6 +86,9 @@ def _signatures(tensors: ServingTensors) -> dict:
         N_BEST_SIGNATURE: tf1.saved_model.predict_signature_def(
             inputs=inputs, outputs={TEXTS_KEY: tensors.texts, PROBABILITIES_KEY: tensors.probabilities,
                                     CHAR_PROBABILITIES_KEY: tensors.char_probabilities}),
+        PIXELS_SIGNATURE: tf1.saved_model.predict_signature_def(
+            inputs={IMAGES_KEY: tensors.pixels, WIDTHS_KEY: tensors.widths},
+            outputs={TEXT_KEY: tensors.pixel_text, PROBABILITY_KEY: tensors.pixel_probability}),
     }
 
 
@@ -129,13 +137,25 @@ def check_savedmodel(path: str, params: ModelParams, decoding: Decoding) -> None
             [outputs[TEXT_KEY], outputs[PROBABILITY_KEY], n_best[TEXTS_KEY], n_best[PROBABILITIES_KEY],
              n_best[CHAR_PROBABILITIES_KEY]], {loaded.input_name: sample_image()})
         beam_width = loaded.beam_width
+        pixel_text = _pixels_answer(loaded)
     finally:
         loaded.close()
     check_outputs(text, probability, f"the SavedModel in {path}")
+    if pixel_text != text:
+        raise AocrError(f"the SavedModel in {path} reads {pixel_text!r} from the pixels of an image it reads as "
+                        f"{text!r} from its bytes; nothing was exported")
     check_candidates(*candidates, decoding, params, f"the SavedModel in {path}")
     if beam_width != decoding.beam_width:
         raise AocrError(f"the SavedModel in {path} decodes with beam width {beam_width}, not "
                         f"{decoding.beam_width}; nothing was exported")
+
+
+def _pixels_answer(loaded: Loaded) -> object:
+    """The pixels signature's text for the sample image, preprocessed by the graph's own ops."""
+    inputs, outputs = loaded.signature_inputs(PIXELS_SIGNATURE), loaded.signature_outputs(PIXELS_SIGNATURE)
+    pixels, widths = loaded.session.run([inputs[IMAGES_KEY], inputs[WIDTHS_KEY]],
+                                        {loaded.input_name: [sample_image()]})
+    return loaded.session.run(outputs[TEXT_KEY], {inputs[IMAGES_KEY]: pixels, inputs[WIDTHS_KEY]: widths})[0]
 
 
 def export_frozen_graph(checkpoint: str, params: ModelParams, export_dir: str, force: bool,

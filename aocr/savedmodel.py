@@ -8,6 +8,9 @@ Kept apart from the model and the export verb so that serving needs only TensorF
     signature "n_best":          the same input; outputs "texts" (DT_STRING [N, n]), "probabilities"
                                  (DT_DOUBLE [N, n]) and "char_probabilities" (DT_FLOAT [N, n, S]):
                                  each image's n best candidates, best first, S = max_prediction + 1
+    signature "pixels":          inputs "images" (DT_FLOAT [N, 32, W, C], resized as the README says, 0-255,
+                                 zero-padded on the right) and "widths" (DT_INT32 [N], before the
+                                 padding); outputs "output" and "probability" as serving_default
     tensor "beam_width:0":       the beam width the graph decodes with (int32; absent: 1, greedy)
 """
 
@@ -33,6 +36,9 @@ TEXTS_KEY = "texts"
 PROBABILITIES_KEY = "probabilities"
 CHAR_PROBABILITIES_KEY = "char_probabilities"
 BEAM_WIDTH_NAME = "beam_width"
+PIXELS_SIGNATURE = "pixels"
+IMAGES_KEY = "images"
+WIDTHS_KEY = "widths"
 
 
 def versions(export_dir: str) -> list[int]:
@@ -65,6 +71,11 @@ class Loaded:
     def output_names(self) -> dict[str, str]:
         """Signature output key -> graph tensor name."""
         return {key: info.name for key, info in self.signature.outputs.items()}
+
+    def signature_inputs(self, name: str) -> dict[str, str]:
+        """Input key -> graph tensor name of the named signature; {} if it has none."""
+        signature = self.meta_graph.signature_def.get(name)
+        return {key: info.name for key, info in signature.inputs.items()} if signature is not None else {}
 
     def signature_outputs(self, name: str) -> dict[str, str]:
         """Output key -> graph tensor name of the named signature (e.g. N_BEST_SIGNATURE); {} if it has none."""

@@ -1,5 +1,8 @@
 """The graph both export formats contain: encoded image bytes (a scalar or a batch) -> text and probability,
-and each image's n-best candidates with their characters' probabilities."""
+and each image's n-best candidates with their characters' probabilities.
+
+Preprocessed images can be fed instead of bytes: the CNN's input is a tf.placeholder_with_default over
+the graph's own decoding and resizing, so feeding it (the "pixels" signature) skips those ops."""
 
 from __future__ import annotations
 
@@ -7,8 +10,9 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from aocr.data.preprocess import HEIGHT, preprocess_batch
 from aocr.lexicon import decoding_lexicon
-from aocr.model.model import recognize_bytes
+from aocr.model.model import recognize_pixels
 from aocr.params import GREEDY, Decoding, ModelParams
 from aocr.savedmodel import BEAM_WIDTH_NAME
 
@@ -18,6 +22,8 @@ tf1 = tf.compat.v1
 INPUT_NAME = "input_image_as_bytes"
 TEXT_NAME = "prediction"
 PROBABILITY_NAME = "probability"
+PIXELS_NAME = "input_pixels"
+WIDTHS_NAME = "input_widths"
 
 
 @dataclass
@@ -29,6 +35,10 @@ class ServingTensors:
     probabilities: tf.Tensor  # float64, image_bytes's shape + [n_best]
     char_probabilities: tf.Tensor  # float32, image_bytes's shape + [n_best, max_prediction + 1], 0 from EOS on
     beam_width: tf.Tensor  # int32 scalar
+    pixels: tf.Tensor  # float32 [N, 32, W, C], fed instead of image_bytes: resized images, 0-255, zero-padded
+    widths: tf.Tensor  # int32 [N], fed with pixels: each image's width before the padding
+    pixel_text: tf.Tensor  # string [N], the text of the pixels fed
+    pixel_probability: tf.Tensor  # float64 [N]
 
 
 def build_serving_graph(params: ModelParams, decoding: Decoding = GREEDY) -> ServingTensors:
@@ -39,7 +49,10 @@ def build_serving_graph(params: ModelParams, decoding: Decoding = GREEDY) -> Ser
     with tf.control_dependencies([tf.debugging.assert_less_equal(
             tf.rank(image_bytes), 1, message="input must be one encoded image or a list of them")]):
         batch = tf.reshape(image_bytes, [-1])
-    recognition = recognize_bytes(batch, params, decoding, decoding_lexicon(decoding, params))
+    decoded, decoded_widths = preprocess_batch(batch, params)
+    pixels = tf1.placeholder_with_default(decoded, [None, HEIGHT, None, params.channels], name=PIXELS_NAME)
+    widths = tf1.placeholder_with_default(decoded_widths, [None], name=WIDTHS_NAME)
+    recognition = recognize_pixels(pixels, widths, params, decoding, decoding_lexicon(decoding, params))
     shape = tf.shape(image_bytes)
     text = tf.reshape(recognition.text, shape, name=TEXT_NAME)
     probability = tf.reshape(recognition.probability, shape, name=PROBABILITY_NAME)
@@ -49,4 +62,5 @@ def build_serving_graph(params: ModelParams, decoding: Decoding = GREEDY) -> Ser
     return ServingTensors(image_bytes, text, probability, tf.reshape(best.texts, per_candidate),
                           tf.reshape(best.probabilities, per_candidate),
                           tf.reshape(best.char_probabilities, per_character),
-                          tf.constant(decoding.beam_width, tf.int32, name=BEAM_WIDTH_NAME))
+                          tf.constant(decoding.beam_width, tf.int32, name=BEAM_WIDTH_NAME),
+                          pixels, widths, recognition.text, recognition.probability)

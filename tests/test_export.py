@@ -1,12 +1,19 @@
 """`aocr export`: SavedModels TF Serving loads, frozen graphs with the original's tensor names,
 both answering exactly as `aocr predict` does."""
 
+import json
+import math
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
+from aocr import savedmodel
 from tests.conftest import run_aocr
 
 
@@ -120,3 +127,41 @@ def test_export_with_a_contradicting_flag_is_refused(trained_model, tmp_path):
 def test_export_without_a_model_says_how_to_get_one(tmp_path):
     result = run_aocr("export", str(tmp_path / "exp"), "--model-dir", str(tmp_path / "none"), cwd=tmp_path)
     assert result.returncode != 0 and "aocr train" in result.stderr and "Traceback" not in result.stderr
+
+
+def readme_pixels_recipe():
+    """The README's NumPy/Pillow preprocessing for the pixels signature, run as it is printed there."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(import math\n.*?def aocr_pixels.*?)```", readme, re.DOTALL).group(1)
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 (the README's own lines)
+    return namespace["aocr_pixels"]
+
+
+def test_pixels_signature_takes_the_readme_preprocessing(exported, digits_set, trained_model, tmp_path):
+    paths = [str(p) for p in digits_set.images[:4]]
+    for name, size, color in (("small-color.png", (30, 14), (200, 40, 90)), ("wide.png", (900, 40), (10, 120, 10))):
+        image = Image.new("RGB", size, (240, 230, 180))
+        ImageDraw.Draw(image).text((2, 1), "4711", fill=color)
+        image.save(tmp_path / name)
+        paths.append(str(tmp_path / name))
+    params = json.loads((trained_model / "params.json").read_text(encoding="utf-8"))
+    pixels, widths = readme_pixels_recipe()(paths, params)
+    loaded = savedmodel.load(str(exported / "1"))
+    try:
+        inputs, outputs = loaded.signature_inputs("pixels"), loaded.signature_outputs("pixels")
+        encoded = [Path(path).read_bytes() for path in paths]
+        graph_pixels, graph_widths = loaded.session.run([inputs["images"], inputs["widths"]],
+                                                        {loaded.input_name: encoded})
+        from_pixels = loaded.session.run(outputs["output"], {inputs["images"]: pixels, inputs["widths"]: widths})
+        from_bytes = loaded.session.run(loaded.output_names["output"], {loaded.input_name: encoded})
+    finally:
+        loaded.close()
+    assert widths.tolist() == graph_widths.tolist() and widths[-1] == params_limit(params) and widths[-2] > 30
+    assert pixels.shape == graph_pixels.shape
+    assert np.abs(pixels - graph_pixels).max() <= 0.01
+    assert from_pixels.tolist() == from_bytes.tolist()
+
+
+def params_limit(params: dict) -> int:
+    return 4 * math.ceil(math.ceil(params["max_width"] / params["max_height"] * 32) / 4)

@@ -225,6 +225,8 @@ PLAIN_TEXT = base64.b64encode(b"plain text").decode()
     ("/v1/models/aocr:predict", b'{"examples": []}', 400, "Missing 'inputs' or 'instances' key"),
     ("/v1/models/aocr:predict", b'{"signature_name": "other", "instances": []}', 400,
      'Serving signature name: "other" not found in signature def'),
+    ("/v1/models/aocr:predict", b'{"signature_name": "pixels", "instances": [{"images": [[[0]]], "widths": 4}]}',
+     400, 'signature "pixels" takes images, widths, which aocr serve does not feed'),
     ("/v1/models/other:predict", b'{"instances": []}', 404, "Servable not found for request: Latest(other)"),
     ("/v1/models/aocr/versions/9:predict", b'{"instances": []}', 404,
      "Servable not found for request: Specific(aocr, 9)"),

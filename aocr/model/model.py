@@ -173,11 +173,21 @@ def recognize_bytes(image_bytes: tf.Tensor, params: ModelParams, decoding: Decod
                     lexicon: Lexicon | None = None) -> Recognition:
     """The inference graph from encoded images to text: what predict, test and the exports run.
 
-    image_bytes: string [N], encoded PNG/JPEG/GIF/BMP images. decoding.beam_width 1 decodes
-    greedily (build_model's "infer" mode); more, or a lexicon (decoding.lexicon, loaded), runs
-    beam search (aocr.model.beam).
+    image_bytes: string [N], encoded PNG/JPEG/GIF/BMP images (see recognize_pixels for the rest).
     """
     images, widths = preprocess_batch(image_bytes, params)
+    return recognize_pixels(images, widths, params, decoding, lexicon)
+
+
+def recognize_pixels(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, decoding: Decoding = GREEDY,
+                     lexicon: Lexicon | None = None) -> Recognition:
+    """The inference graph from preprocessed images to text.
+
+    images: float32 [N, 32, W, C], 0-255, each resized to height 32 and zero-padded on the right;
+    widths: int32 [N], each image's width before the padding. decoding.beam_width 1 decodes greedily
+    (build_model's "infer" mode); more, or a lexicon (decoding.lexicon, loaded), runs beam search
+    (aocr.model.beam).
+    """
     if decoding.beam_width == 1 and lexicon is None:
         outputs = build_model(images, widths, params, "infer")
         ids, attention = outputs.ids[:, None, :], outputs.attention

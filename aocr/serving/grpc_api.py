@@ -29,7 +29,7 @@ from tensorflow_serving.apis import (
 
 from aocr import savedmodel
 from aocr.errors import AocrError
-from aocr.serving.servables import Servable
+from aocr.serving.servables import Servable, require_image_bytes
 from aocr.serving.status import Code, ServingError, invalid
 
 log = logging.getLogger("aocr")
@@ -129,6 +129,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         signature = version.model.meta_graph.signature_def.get(key)
         if signature is None:
             raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
+        require_image_bytes(signature, key)
         check_inputs(signature, request)
         images = input_images(request.inputs[savedmodel.INPUT_KEY])
         timeout = self.default_timeout if time_remaining is None else max(0.0, time_remaining)

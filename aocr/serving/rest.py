@@ -24,7 +24,7 @@ from google.protobuf import json_format
 
 from aocr import savedmodel
 from aocr.serving import rest_json
-from aocr.serving.servables import Servable, Version
+from aocr.serving.servables import Servable, Version, require_image_bytes
 from aocr.serving.status import Code, ServingError, invalid
 
 log = logging.getLogger("aocr")
@@ -105,6 +105,7 @@ def predict_body(servable: Servable, route: Route, raw: bytes, timeout: float) -
     name = rest_json.signature_name(doc)
     version = servable.find(route.name, route.version, route.label)
     signature = signature_of(version, name)
+    require_image_bytes(signature, name or savedmodel.SIGNATURE)
     request_format, tensors = rest_json.request_tensors(doc, sorted(signature.inputs))
     outputs = version.predict(tensors[savedmodel.INPUT_KEY], timeout, name or savedmodel.SIGNATURE)
     return rest_json.response_body(outputs, request_format)

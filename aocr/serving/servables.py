@@ -36,6 +36,14 @@ def session_message(error: tf.errors.OpError) -> str:
     return "\n".join(lines) or type(error).__name__
 
 
+def require_image_bytes(signature: Any, key: str) -> None:
+    """aocr serve feeds encoded images only; a signature with other inputs (pixels) is refused."""
+    if set(signature.inputs) != {savedmodel.INPUT_KEY}:
+        raise invalid(f'signature "{key}" takes {", ".join(sorted(signature.inputs))}, which aocr serve does not '
+                      "feed: send encoded images to serving_default or n_best, or serve this export with "
+                      "tensorflow_model_server")
+
+
 @dataclass
 class Version:
     """One loaded SavedModel version; predictions go through its batcher when batching is on."""
