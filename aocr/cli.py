@@ -175,6 +175,10 @@ def _shape_flags() -> argparse.ArgumentParser:
     g.add_argument("--max-prediction", type=_positive_int_or_auto, default=None, metavar="N|auto",
                    help="longest label in characters, or 'auto' (default for a new model: the longest training "
                         "label)")
+    g.add_argument("--image-height", type=_positive_int, default=None, metavar="N",
+                   help=f"the height images are resized to for the CNN, {defaults.MIN_IMAGE_HEIGHT}-"
+                        f"{defaults.MAX_IMAGE_HEIGHT} (default: {defaults.IMAGE_HEIGHT}); 48 or 64 keep more detail "
+                        "of small print or dense scripts, at a cost in speed")
     g.add_argument("--color", action="store_true", default=None, help="read RGB instead of grayscale")
     g.add_argument("--attn-num-hidden", type=_positive_int, default=None,
                    help=f"units per decoder layer (default: {defaults.ATTN_NUM_HIDDEN})")

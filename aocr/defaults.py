@@ -33,8 +33,11 @@ LEARNING_RATES = {"adam": 0.002, "adadelta": 1.0, "sgd": 0.1}
 PRECISIONS = ("auto", "float32", "bfloat16")
 PRECISION = "auto"
 
-# Images are resized to this height before the CNN; the pools bring it down to 1.
+# Images are resized to this height (--image-height) before the CNN; its pools halve it five times
+# and the rows left, one at 32, are max-pooled into one.
 IMAGE_HEIGHT = 32
+MIN_IMAGE_HEIGHT = 16
+MAX_IMAGE_HEIGHT = 128
 # The CNN's pools take the width down by this factor: encoder column j covers input pixels
 # WIDTH_STRIDE*j .. WIDTH_STRIDE*(j+1)-1, and input widths are multiples of it.
 WIDTH_STRIDE = 4

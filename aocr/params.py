@@ -62,6 +62,7 @@ SHAPE_FLAGS = (
     ShapeFlag("attn_num_layers", "--attn-num-layers", _value_of("attn_num_layers")),
     ShapeFlag("use_gru", "--use-gru", _when_set("use_gru", True)),
     ShapeFlag("target_embedding_size", "--target-embedding-size", _value_of("target_embedding_size")),
+    ShapeFlag("image_height", "--image-height", _value_of("image_height")),
 )
 FLAG_OF = {row.field: row.flag for row in SHAPE_FLAGS}
 
@@ -108,12 +109,16 @@ class ModelParams:
     attn_num_layers: int = defaults.ATTN_NUM_LAYERS
     use_gru: bool = False
     target_embedding_size: int = defaults.TARGET_EMBEDDING_SIZE
+    image_height: int = defaults.IMAGE_HEIGHT  # the height images are resized to for the CNN
 
     def __post_init__(self) -> None:
         for name in ("max_width", "max_height", "max_prediction", "attn_num_hidden",
                      "attn_num_layers", "target_embedding_size"):
             if getattr(self, name) < 1:
                 raise AocrError(f"{FLAG_OF[name]} must be at least 1, got {getattr(self, name)}")
+        if not defaults.MIN_IMAGE_HEIGHT <= self.image_height <= defaults.MAX_IMAGE_HEIGHT:
+            raise AocrError(f"--image-height must be {defaults.MIN_IMAGE_HEIGHT} to {defaults.MAX_IMAGE_HEIGHT}, "
+                            f"got {self.image_height}")
         if self.channels not in (1, 3):
             raise AocrError(f"channels must be 1 (grayscale) or 3 (--color), got {self.channels}")
         try:
@@ -127,8 +132,8 @@ class ModelParams:
 
     @property
     def image_width(self) -> int:
-        """Widest input the CNN sees: the maximum original size scaled to height 32, a multiple of the CNN's stride."""
-        scaled = math.ceil(self.max_width / self.max_height * defaults.IMAGE_HEIGHT)
+        """Widest input the CNN sees: the maximum original size scaled to image_height, a multiple of the stride."""
+        scaled = math.ceil(self.max_width / self.max_height * self.image_height)
         stride = defaults.WIDTH_STRIDE
         return max(stride, stride * math.ceil(scaled / stride))
 

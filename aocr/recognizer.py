@@ -47,7 +47,7 @@ class Result:
     text: str
     probability: float
     attention: np.ndarray  # float32 [len(text) + 1, columns]: each step through EOS, over the real columns
-    width: int  # the image's width in pixels as the CNN saw it (height 32)
+    width: int  # the image's width in pixels as the CNN saw it (at the model's --image-height)
     char_probabilities: list[float] = field(default_factory=list)  # one per character of text
     candidates: list[Candidate] = field(default_factory=list)  # the n-best answers, best first (this one first)
 
@@ -58,7 +58,7 @@ def _candidate(text: bytes, probability: float, char_probabilities: np.ndarray) 
 
 
 def scaled_width(image: bytes) -> float:
-    """Width after resizing to height 32, from the header alone; 0 when unreadable."""
+    """Width after resizing to height 32, from the header alone (for grouping by width); 0 when unreadable."""
     try:
         with Image.open(io.BytesIO(image)) as opened:
             width, height = opened.size

@@ -8,7 +8,7 @@ Kept apart from the model and the export verb so that serving needs only TensorF
     signature "n_best":          the same input; outputs "texts" (DT_STRING [N, n]), "probabilities"
                                  (DT_DOUBLE [N, n]) and "char_probabilities" (DT_FLOAT [N, n, S]):
                                  each image's n best candidates, best first, S = max_prediction + 1
-    signature "pixels":          inputs "images" (DT_FLOAT [N, 32, W, C], resized as the README says, 0-255,
+    signature "pixels":          inputs "images" (DT_FLOAT [N, H, W, C], H params.json's image_height, 0-255,
                                  zero-padded on the right) and "widths" (DT_INT32 [N], before the
                                  padding); outputs "output" and "probability" as serving_default
     tensor "beam_width:0":       the beam width the graph decodes with (int32; absent: 1, greedy)

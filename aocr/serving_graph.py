@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from aocr.data.preprocess import HEIGHT, preprocess_batch
+from aocr.data.preprocess import preprocess_batch
 from aocr.lexicon import decoding_lexicon
 from aocr.model.model import recognize_pixels
 from aocr.params import GREEDY, Decoding, ModelParams
@@ -35,7 +35,8 @@ class ServingTensors:
     probabilities: tf.Tensor  # float64, image_bytes's shape + [n_best]
     char_probabilities: tf.Tensor  # float32, image_bytes's shape + [n_best, max_prediction + 1], 0 from EOS on
     beam_width: tf.Tensor  # int32 scalar
-    pixels: tf.Tensor  # float32 [N, 32, W, C], fed instead of image_bytes: resized images, 0-255, zero-padded
+    pixels: tf.Tensor  # float32 [N, H, W, C], fed instead of image_bytes: resized to H = params.image_height,
+    # 0-255, zero-padded
     widths: tf.Tensor  # int32 [N], fed with pixels: each image's width before the padding
     pixel_text: tf.Tensor  # string [N], the text of the pixels fed
     pixel_probability: tf.Tensor  # float64 [N]
@@ -50,7 +51,7 @@ def build_serving_graph(params: ModelParams, decoding: Decoding = GREEDY) -> Ser
             tf.rank(image_bytes), 1, message="input must be one encoded image or a list of them")]):
         batch = tf.reshape(image_bytes, [-1])
     decoded, decoded_widths = preprocess_batch(batch, params)
-    pixels = tf1.placeholder_with_default(decoded, [None, HEIGHT, None, params.channels], name=PIXELS_NAME)
+    pixels = tf1.placeholder_with_default(decoded, [None, params.image_height, None, params.channels], name=PIXELS_NAME)
     widths = tf1.placeholder_with_default(decoded_widths, [None], name=WIDTHS_NAME)
     recognition = recognize_pixels(pixels, widths, params, decoding, decoding_lexicon(decoding, params))
     shape = tf.shape(image_bytes)

@@ -164,4 +164,4 @@ def test_pixels_signature_takes_the_readme_preprocessing(exported, digits_set, t
 
 
 def params_limit(params: dict) -> int:
-    return 4 * math.ceil(math.ceil(params["max_width"] / params["max_height"] * 32) / 4)
+    return 4 * math.ceil(math.ceil(params["max_width"] / params["max_height"] * params["image_height"]) / 4)

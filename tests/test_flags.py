@@ -17,10 +17,10 @@ def shape_of(*flags: str) -> dict:
 def test_the_table_covers_every_model_param_and_the_parser_has_every_flag():
     given = shape_of("--max-width", "200", "--max-height", "40", "--max-prediction", "5", "--charset", "0123",
                      "--no-force-uppercase", "--color", "--attn-num-hidden", "64", "--attn-num-layers", "1",
-                     "--use-gru", "--target-embedding-size", "8")
+                     "--use-gru", "--target-embedding-size", "8", "--image-height", "48")
     assert given == {"max_width": 200, "max_height": 40, "max_prediction": 5, "charset": "0123",
                      "force_uppercase": False, "channels": 3, "attn_num_hidden": 64, "attn_num_layers": 1,
-                     "use_gru": True, "target_embedding_size": 8}
+                     "use_gru": True, "target_embedding_size": 8, "image_height": 48}
     assert [row.field for row in SHAPE_FLAGS] == [field.name for field in dataclasses.fields(ModelParams)]
 
 

@@ -34,3 +34,22 @@ def test_corrupt_params_file_is_a_clear_error(tmp_path):
     (tmp_path / "params.json").write_text("{not json")
     with pytest.raises(AocrError, match="params.json"):
         params.load(str(tmp_path))
+
+
+def test_a_params_file_from_before_image_height_reads_as_32(tmp_path):
+    (tmp_path / "params.json").write_text('{"max_width": 160, "max_height": 60, "max_prediction": 8, '
+                                          '"charset": "0123456789", "force_uppercase": true, "channels": 1, '
+                                          '"attn_num_hidden": 128, "attn_num_layers": 2, "use_gru": false, '
+                                          '"target_embedding_size": 10}')
+    loaded = params.load(str(tmp_path))
+    assert loaded.image_height == 32 and loaded.image_width == 88
+
+
+@pytest.mark.parametrize("height", [8, 200])
+def test_an_image_height_out_of_range_is_a_clear_error(height):
+    with pytest.raises(AocrError, match=f"--image-height must be 16 to 128, got {height}"):
+        ModelParams(image_height=height)
+
+
+def test_image_height_scales_the_input_width():
+    assert ModelParams(max_width=160, max_height=60, image_height=64).image_width == 172

@@ -8,8 +8,10 @@ import time
 
 import pytest
 import tensorflow as tf
+from PIL import Image
 
-from aocr import params
+from aocr import params, savedmodel
+from aocr.recognizer import Recognizer
 from tests.conftest import TINY_SHAPE, TRAINED_STEPS, render_images, run_aocr, write_annotations
 
 SUMMARY = re.compile(r"word accuracy: ([\d.]+)%, character accuracy: ([\d.]+)% \((\d+) images\)")
@@ -128,6 +130,31 @@ def test_variants_train_and_predict(digits_set, tmp_path, name, aocr_main):
     predicted = aocr_main("predict", str(digits_set.images[0]), "--model-dir", model)
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.startswith(f"{digits_set.images[0]}\t")
+
+
+def test_image_height_is_stored_and_used_by_predict_and_the_export(digits_set, tmp_path, aocr_main):
+    model = str(tmp_path / "m")
+    trained = aocr_main("train", str(digits_set.tfrecords), "--model-dir", model, *TINY_SHAPE, "--image-height", "48",
+                        "--batch-size", "4", "--max-steps", "2")
+    assert trained.returncode == 0, trained.stderr
+    stored = params.require(model)
+    assert stored.image_height == 48
+    image = digits_set.images[0].read_bytes()
+    width, height = Image.open(digits_set.images[0]).size
+    recognizer = Recognizer.load(model, stored)
+    try:
+        [result] = recognizer.recognize([image], 1)
+    finally:
+        recognizer.close()
+    assert result.width == 4 * round(width * 48 / height / 4)  # resized to height 48, not 32
+    exported = aocr_main("export", str(tmp_path / "export"), "--model-dir", model)
+    assert exported.returncode == 0, exported.stderr
+    loaded = savedmodel.load(str(tmp_path / "export" / "1"))
+    try:
+        pixels = loaded.meta_graph.signature_def["pixels"].inputs["images"].tensor_shape
+    finally:
+        loaded.close()
+    assert [dim.size for dim in pixels.dim] == [-1, 48, -1, 1]
 
 
 def test_labels_outside_the_charset_are_reported_not_a_crash(tmp_path):

@@ -1,6 +1,6 @@
 """Random distortions of decoded training images, in TensorFlow ops inside the tf.data pipeline.
 
-Applied to the image after preprocessing (height 32, values 0-255), so it costs a little
+Applied to the image after preprocessing (at --image-height, values 0-255), so it costs a little
 arithmetic on a small image and no Python per image. Test, predict and the exports never
 call it: what is served is the undistorted preprocessing.
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from aocr.data.preprocess import HEIGHT, WIDTH_STRIDE
+from aocr.data.preprocess import WIDTH_STRIDE
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Strength:
     shear: float  # horizontal shift per pixel of height
     scale: tuple[float, float]  # zoom of the text inside the frame
     aspect: tuple[float, float]  # factor on the image's width
-    shift_pixels: float  # translation, in pixels of the height-32 image
+    shift_pixels: float  # translation, in pixels of the resized image
     blur_probability: float
     noise_std: float  # largest standard deviation of the Gaussian noise, in 0-255 units
     contrast: tuple[float, float]
@@ -49,7 +49,7 @@ def _stretch(image: tf.Tensor, width: tf.Tensor, strength: Strength, max_width: 
     scaled = tf.cast(width, tf.float32) * _uniform(*strength.aspect)
     new_width = tf.clip_by_value(tf.cast(WIDTH_STRIDE * tf.round(scaled / WIDTH_STRIDE), tf.int32), WIDTH_STRIDE,
                                  max_width)
-    return tf.image.resize(image, tf.stack([HEIGHT, new_width])), new_width
+    return tf.image.resize(image, tf.stack([tf.shape(image)[0], new_width])), new_width
 
 
 def _affine(image: tf.Tensor, width: tf.Tensor, strength: Strength) -> tf.Tensor:
@@ -60,7 +60,7 @@ def _affine(image: tf.Tensor, width: tf.Tensor, strength: Strength) -> tf.Tensor
     shift_x = _uniform(-strength.shift_pixels, strength.shift_pixels)
     shift_y = _uniform(-strength.shift_pixels, strength.shift_pixels)
     cos, sin = tf.cos(angle) * inverse_scale, tf.sin(angle) * inverse_scale
-    centre_x, centre_y = tf.cast(width, tf.float32) / 2.0, HEIGHT / 2.0
+    centre_x, centre_y = tf.cast(width, tf.float32) / 2.0, tf.cast(tf.shape(image)[0], tf.float32) / 2.0
     # Output pixel (x, y) reads input (a0 x + a1 y + a2, b0 x + b1 y + b2).
     a0, a1 = cos, -sin + shear
     b0, b1 = sin, cos
@@ -95,8 +95,8 @@ def _photometric(image: tf.Tensor, strength: Strength) -> tf.Tensor:
 def augment(image: tf.Tensor, width: tf.Tensor, level: str, max_width: int) -> tuple[tf.Tensor, tf.Tensor]:
     """A randomly distorted copy of one preprocessed image.
 
-    image: float32 [32, width, C], values 0-255; width: int32 scalar, a multiple of 4.
-    Returns (image float32 [32, new_width, C], new_width int32), new_width a multiple of 4
+    image: float32 [H, width, C], values 0-255; width: int32 scalar, a multiple of 4.
+    Returns (image float32 [H, new_width, C], new_width int32), new_width a multiple of 4
     in [4, max_width]. level "none" returns the image unchanged.
     """
     if level == "none":

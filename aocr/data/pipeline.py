@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from aocr.data.augment import augment
-from aocr.data.preprocess import HEIGHT, preprocess_image
+from aocr.data.preprocess import preprocess_image
 from aocr.data.records import LabelScan
 from aocr.params import ModelParams
 
@@ -22,7 +22,8 @@ def bucket_boundaries(params: ModelParams) -> list[int]:
 def training_dataset(scan: LabelScan, params: ModelParams, batch_size: int, num_epoch: int | None,
                      seed: int | None = None, num_shards: int = 1, shard_index: int = 0,
                      augment_level: str = "none") -> tf.data.Dataset:
-    """Batches of {images float32 [B, 32, W, C], widths int32 [B], label_ids int32 [B, max_prediction + 2]}.
+    """Batches of {images float32 [B, H, W, C], widths int32 [B], label_ids int32 [B, max_prediction + 2]},
+    H = params.image_height.
 
     W is the widest image of the batch; num_epoch None repeats without end. Records whose label the scan rejected are
     dropped; images that fail to decode are dropped too. With num_shards > 1 this
@@ -52,6 +53,6 @@ def training_dataset(scan: LabelScan, params: ModelParams, batch_size: int, num_
         element_length_func=lambda element: element["widths"],
         bucket_boundaries=boundaries,
         bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-        padded_shapes={"images": [HEIGHT, None, params.channels], "widths": [], "label_ids": [None]},
+        padded_shapes={"images": [params.image_height, None, params.channels], "widths": [], "label_ids": [None]},
     )
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -50,11 +50,12 @@ def _mask_beyond(net: tf.Tensor, widths: tf.Tensor) -> tf.Tensor:
 
 def cnn_features(images: tf.Tensor, widths: tf.Tensor, training: bool,
                  compute_dtype: tf.DType = tf.float32) -> tuple[tf.Tensor, list[tf.Operation]]:
-    """images: float32 [B, 32, W, C], values 0-255, W a multiple of 4; widths: int32 [B], real widths.
+    """images: float32 [B, H, W, C], values 0-255, W a multiple of 4; widths: int32 [B], real widths.
 
     Returns (features float32 [B, W/4, 512], batch-norm update ops, empty unless training).
     Seven 3x3 convolutions (the last 2x2), batch norm on the 3rd, 5th and 7th, and max
-    pools 2x2, 2x2, 2x1, 2x1, 2x1 take height 32 to 1 and width W to W/4.
+    pools 2x2, 2x2, 2x1, 2x1, 2x1 take height H to ceil(H / 32) (1 at the default 32) and width W
+    to W/4; the rows left are max-pooled into one, so every height gives the same weights' shapes.
 
     Each layer's output is zeroed beyond the image's real width, so the padding looks
     exactly like the convolutions' own zero padding: an image gives the same features
@@ -81,6 +82,6 @@ def cnn_features(images: tf.Tensor, widths: tf.Tensor, training: bool,
                     net = net + tf.cast(bias, compute_dtype)
                 net = _mask_beyond(tf.nn.relu(net), widths // scale)
             if pool is not None:
-                net = tf.nn.max_pool2d(net, ksize=(pool[0], pool[1]), strides=(pool[0], pool[1]), padding="VALID")
+                net = tf.nn.max_pool2d(net, ksize=(pool[0], pool[1]), strides=(pool[0], pool[1]), padding="SAME")
                 scale *= pool[1]
-    return tf.cast(tf.squeeze(net, axis=1), tf.float32), updates
+    return tf.cast(tf.reduce_max(net, axis=1), tf.float32), updates

@@ -89,7 +89,7 @@ def ctc_loss(encoded: tf.Tensor, columns: tf.Tensor, label_ids: tf.Tensor, num_c
 
 def encode(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, training: bool,
            cnn_dtype: tf.DType = tf.float32) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, list]:
-    """The CNN and the encoder: images float32 [B, 32, W, C], widths int32 [B] -> encoded float32
+    """The CNN and the encoder: images float32 [B, H, W, C], widths int32 [B] -> encoded float32
     [B, T, D] (T = W / 4), columns int32 [B] (real columns), mask bool [B, T], and the batch norm
     update ops (training only)."""
     features, bn_updates = cnn_features(images, widths, training=training, compute_dtype=cnn_dtype)
@@ -112,7 +112,7 @@ class ModelOutputs:
 def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode: Mode,
                 label_ids: tf.Tensor | None = None, cnn_dtype: tf.DType = tf.float32,
                 global_step: tf.Tensor | None = None) -> ModelOutputs:
-    """images: float32 [B, 32, W, C] (0-255, W a multiple of 4); widths: int32 [B] real widths.
+    """images: float32 [B, H, W, C] (0-255, H = params.image_height, W a multiple of 4); widths: int32 [B] real widths.
 
     label_ids: int32 [B, max_prediction + 2] (GO, characters, EOS, PAD...), needed for
     "train", which decodes with teacher forcing and returns the loss; "infer"
@@ -183,7 +183,7 @@ def recognize_pixels(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, 
                      lexicon: Lexicon | None = None) -> Recognition:
     """The inference graph from preprocessed images to text.
 
-    images: float32 [N, 32, W, C], 0-255, each resized to height 32 and zero-padded on the right;
+    images: float32 [N, H, W, C], 0-255, each resized to height H = params.image_height and zero-padded;
     widths: int32 [N], each image's width before the padding. decoding.beam_width 1 decodes greedily
     (build_model's "infer" mode); more, or a lexicon (decoding.lexicon, loaded), runs beam search
     (aocr.model.beam).
