@@ -139,7 +139,13 @@ class Decoder:
     def step(self, previous: tf.Tensor, state: DecoderState, memory: Memory) -> tuple[tf.Tensor, DecoderState]:
         """previous: int32 [B], the class fed in (GO first). Returns the logits, float32 [B, num_classes],
         and the next state."""
-        x = tf.concat([tf.gather(self.embedding_table, previous), state.context], axis=1)
+        top, state = self.advance(tf.gather(self.embedding_table, previous), state, memory)
+        return self.read_out(top, state.context), state
+
+    def advance(self, embedded: tf.Tensor, state: DecoderState, memory: Memory) -> tuple[tf.Tensor, DecoderState]:
+        """embedded: float32 [B, embedding_size], the class fed in. Returns the top layer's output,
+        float32 [B, units], and the next state, whose context the read-out takes with it."""
+        x = tf.concat([embedded, state.context], axis=1)
         cells = list(state.cells)
         for number, cell in enumerate(self.cells):
             x, cells[number] = cell(x, cells[number])
@@ -150,8 +156,11 @@ class Decoder:
                                axis=2)  # [B, T]
         weights = tf.nn.softmax(tf.where(memory.mask, scores, tf.fill(tf.shape(scores), -1e9)))
         context = tf.einsum("bt,btd->bd", weights, memory.encoded)
-        logits = tf.matmul(tf.concat([x, context], axis=1), self.output_kernel) + self.output_bias
-        return logits, DecoderState(cells, context, weights)
+        return x, DecoderState(cells, context, weights)
+
+    def read_out(self, top: tf.Tensor, context: tf.Tensor) -> tf.Tensor:
+        """Logits float32 [..., num_classes] from the top layer's output [..., units] and the context [..., D]."""
+        return tf.tensordot(tf.concat([top, context], axis=-1), self.output_kernel, axes=1) + self.output_bias
 
 
 def start_decoder(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, units: int, layers: int,
@@ -200,24 +209,56 @@ def attention_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, step
     """
     decoder, memory, state, previous = start_decoder(encoded, mask, num_classes, units, layers, embedding_size,
                                                      use_gru)
-    outputs = [tf.TensorArray(dtype, size=steps, element_shape=shape) for dtype, shape in
-               ((tf.float32, [None, num_classes]), (tf.int32, [None]), (tf.float32, [None, None]))]
-    finished = tf.zeros_like(previous, tf.bool)
+    if decoder_inputs is not None:
+        return _teacher_forced(decoder, memory, state, decoder_inputs, steps)
+    return _greedy(decoder, memory, state, previous, steps)
+
+
+def _arrays(steps: int, *element_shapes: tuple[tf.DType, list]) -> list[tf.TensorArray]:
+    return [tf.TensorArray(dtype, size=steps, element_shape=shape) for dtype, shape in element_shapes]
+
+
+def _batch_major(array: tf.TensorArray) -> tf.Tensor:
+    """[S, B, ...] stacked steps -> [B, S, ...]."""
+    return tf.transpose(array.stack(), [1, 0, *range(2, array.element_shape.rank + 1)])
+
+
+def _teacher_forced(decoder: Decoder, memory: Memory, state: DecoderState, decoder_inputs: tf.Tensor,
+                    steps: int) -> DecoderOutputs:
+    """Every step fed its label's class; the loop runs the recurrent part only, and the read-out of all
+    steps is one matrix product after it."""
+    embedded = tf.transpose(tf.gather(decoder.embedding_table, decoder_inputs), [1, 0, 2])  # [S, B, E]
+    depth = memory.encoded.shape[-1]
+    outputs = _arrays(steps, (tf.float32, [None, decoder.cells[-1].units]), (tf.float32, [None, depth]),
+                      (tf.float32, [None, None]))
+
+    def one_step(step, state, outputs):
+        top, state = decoder.advance(embedded[step], state, memory)
+        return step + 1, state, [array.write(step, value) for array, value in
+                                 zip(outputs, (top, state.context, state.weights), strict=True)]
+
+    loop = tf.while_loop(lambda step, _state, _outputs: step < steps, one_step, (tf.constant(0), state, outputs),
+                         maximum_iterations=steps)
+    top, context, weights = (_batch_major(array) for array in loop[-1])
+    logits = decoder.read_out(top, context)
+    return DecoderOutputs(logits, tf.argmax(logits, axis=2, output_type=tf.int32), weights)
+
+
+def _greedy(decoder: Decoder, memory: Memory, state: DecoderState, previous: tf.Tensor, steps: int) -> DecoderOutputs:
+    """Each step fed the previous step's most likely class, until every image has emitted EOS."""
+    num_classes = decoder.output_bias.shape[0]
+    outputs = _arrays(steps, (tf.float32, [None, num_classes]), (tf.int32, [None]), (tf.float32, [None, None]))
 
     def more(step, _previous, _state, finished, _outputs):
-        return step < steps if decoder_inputs is not None else tf.logical_and(
-            step < steps, tf.logical_not(tf.reduce_all(finished)))
+        return tf.logical_and(step < steps, tf.logical_not(tf.reduce_all(finished)))
 
     def one_step(step, previous, state, finished, outputs):
-        if decoder_inputs is not None:
-            previous = tf.gather(decoder_inputs, step, axis=1)
         logits, state = decoder.step(previous, state, memory)
         ids = tf.argmax(logits, axis=1, output_type=tf.int32)
         written = [array.write(step, value) for array, value in zip(outputs, (logits, ids, state.weights), strict=True)]
         return step + 1, ids, state, tf.logical_or(finished, tf.equal(ids, EOS_ID)), written
 
-    loop = tf.while_loop(more, one_step, (tf.constant(0), previous, state, finished, outputs),
+    loop = tf.while_loop(more, one_step, (tf.constant(0), previous, state, tf.zeros_like(previous, tf.bool), outputs),
                          maximum_iterations=steps)
-    logits, ids, weights = (tf.transpose(array.stack(), [1, 0, *range(2, array.element_shape.rank + 1)])
-                            for array in loop[-1])
+    logits, ids, weights = (_batch_major(array) for array in loop[-1])
     return DecoderOutputs(pad_steps(logits, steps, 1), pad_steps(ids, steps, 1), pad_steps(weights, steps, 1))
