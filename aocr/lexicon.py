@@ -22,6 +22,11 @@ log = logging.getLogger("aocr")
 
 SHOWN_SKIPPED = 5  # words named in the warning about skipped ones
 
+# An answer is flagged as outside the lexicon when its probability is below this share of the
+# probability of the model's reading without the lexicon: the image most likely shows a word the
+# lexicon lacks (or something that is no word), and the lexicon forced the nearest one onto it.
+OUTSIDE_LEXICON_RATIO = 0.01
+
 
 @dataclass(frozen=True, eq=False)
 class Lexicon:
@@ -73,6 +78,11 @@ def load_lexicon(path: str, charset: Charset, max_length: int) -> Lexicon:
     lexicon = build_lexicon(words, charset)
     log.info("--lexicon %s: %d words, %d trie edges", path, lexicon.words, len(lexicon.keys))
     return lexicon
+
+
+def outside_lexicon(answer_probability: float, unconstrained_probability: float) -> bool:
+    """Whether a lexicon answer is far less likely than the unconstrained reading (OUTSIDE_LEXICON_RATIO)."""
+    return answer_probability < OUTSIDE_LEXICON_RATIO * unconstrained_probability
 
 
 def decoding_lexicon(decoding: Decoding, params: ModelParams) -> Lexicon | None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from rapidfuzz.distance import Levenshtein
 
+from aocr.lexicon import OUTSIDE_LEXICON_RATIO
+
 
 def character_error(prediction: str, label: str) -> float:
     """Edit distance over the label's length, capped at 1 (an empty label: 0 if the prediction is empty too)."""
@@ -54,10 +56,15 @@ class Coverage:
     images: int = 0
     kept: dict[float, int] = field(default_factory=dict)  # threshold -> images at or above it
     correct: dict[float, int] = field(default_factory=dict)  # threshold -> right words among them
+    flags: dict[bool, list[int]] = field(default_factory=dict)  # with --lexicon: outside it? -> [images, right]
 
-    def add(self, probability: float, correct: bool) -> None:
-        """Count one image (an unreadable one as probability 0)."""
+    def add(self, probability: float, correct: bool, outside_lexicon: bool | None = None) -> None:
+        """Count one image (an unreadable one as probability 0); outside_lexicon: its --lexicon flag, if any."""
         self.images += 1
+        if outside_lexicon is not None:
+            tally = self.flags.setdefault(outside_lexicon, [0, 0])
+            tally[0] += 1
+            tally[1] += correct
         for threshold in self.thresholds:
             if probability >= threshold:
                 self.kept[threshold] = self.kept.get(threshold, 0) + 1
@@ -80,4 +87,17 @@ class Coverage:
             among = f"{100 * accuracy:.2f}%" if accuracy is not None else "n/a"
             lines.append(f"probability >= {threshold:g}: {100 * self.share(threshold):.2f}% of images "
                          f"({self.kept.get(threshold, 0)} of {self.images}), word accuracy among them {among}")
+        if self.flags:
+            lines.append(self._lexicon_line())
         return lines
+
+    def _lexicon_line(self) -> str:
+        flagged, right = self.flags.get(True, [0, 0])
+        rest, rest_right = self.flags.get(False, [0, 0])
+
+        def among(images: int, correct: int) -> str:
+            return f"{100 * correct / images:.2f}%" if images else "n/a"
+
+        return (f"outside the lexicon (the answer under 1/{round(1 / OUTSIDE_LEXICON_RATIO)} as likely as the reading "
+                f"without it): {flagged} of {flagged + rest} images, word accuracy among them {among(flagged, right)}, "
+                f"among the others {among(rest, rest_right)}")

@@ -68,12 +68,17 @@ def _characters(text: str, probabilities: list[float]) -> list[dict]:
 
 def json_line(path: str, result: Result, with_candidates: bool) -> str:
     """One image's answer as a JSON object on one line: path, text, probability, characters (each with
-    its probability) and, with_candidates, the n-best candidates in the same form, best first."""
+    its probability), with_candidates the n-best candidates in the same form, best first, and with a
+    lexicon the reading without it and whether the answer is flagged as outside the lexicon."""
     answer = {"path": path, "text": result.text, "probability": round(result.probability, 6),
               "characters": _characters(result.text, result.char_probabilities)}
     if with_candidates:
         answer["candidates"] = [{"text": c.text, "probability": round(c.probability, 6),
                                  "characters": _characters(c.text, c.char_probabilities)} for c in result.candidates]
+    if result.unconstrained is not None:
+        answer["outside_lexicon"] = result.outside_lexicon
+        answer["unconstrained"] = {"text": result.unconstrained.text,
+                                   "probability": round(result.unconstrained.probability, 6)}
     return json.dumps(answer, ensure_ascii=False) + "\n"
 
 

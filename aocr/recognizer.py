@@ -22,7 +22,7 @@ from aocr import defaults
 from aocr import params as model_params
 from aocr.errors import first_line_of
 from aocr.images import check_image_header
-from aocr.lexicon import decoding_lexicon
+from aocr.lexicon import decoding_lexicon, outside_lexicon
 from aocr.model.model import Recognition, recognize_bytes
 from aocr.params import GREEDY, Decoding, ModelParams
 from aocr.session import choose_checkpoint, model_device, require_checkpoint, restore, session_config
@@ -50,6 +50,12 @@ class Result:
     width: int  # the image's width in pixels as the CNN saw it (at the model's --image-height)
     char_probabilities: list[float] = field(default_factory=list)  # one per character of text
     candidates: list[Candidate] = field(default_factory=list)  # the n-best answers, best first (this one first)
+    unconstrained: Candidate | None = None  # with --lexicon: the greedy reading without it
+
+    @property
+    def outside_lexicon(self) -> bool:
+        """With --lexicon: the answer is far less likely than the reading without it (aocr.lexicon)."""
+        return self.unconstrained is not None and outside_lexicon(self.probability, self.unconstrained.probability)
 
 
 def _candidate(text: bytes, probability: float, char_probabilities: np.ndarray) -> Candidate:
@@ -128,18 +134,22 @@ class Recognizer:
 
     def run_batch(self, images: Sequence[bytes]) -> list[Result]:
         """One session run over images; raises tf.errors.InvalidArgumentError if one does not decode."""
-        out, best = self.outputs, self.outputs.candidates
-        attention, widths, texts, probabilities, characters = self.session.run(
-            [out.attention, out.widths, best.texts, best.probabilities, best.char_probabilities],
-            {self.image_bytes: list(images)})
+        out, best, free = self.outputs, self.outputs.candidates, self.outputs.unconstrained
+        fetches = [out.attention, out.widths, best.texts, best.probabilities, best.char_probabilities]
+        if free is not None:
+            fetches += [free.texts, free.probabilities, free.char_probabilities]
+        fetched = self.session.run(fetches, {self.image_bytes: list(images)})
+        attention, widths, *answers = fetched[:5]
+        readings = zip(*fetched[5:], strict=True) if free else [None] * len(images)
         results = []
-        for weights, width, *answers in zip(attention, widths, texts, probabilities, characters, strict=True):
-            candidates = [_candidate(*candidate) for candidate in zip(*answers, strict=True)]
+        for weights, width, *ranked, reading in zip(attention, widths, *answers, readings, strict=True):
+            candidates = [_candidate(*candidate) for candidate in zip(*ranked, strict=True)]
             first = candidates[0]
             steps = min(len(first.text) + 1, weights.shape[0])
             columns = width // defaults.WIDTH_STRIDE
+            unconstrained = _candidate(*(column[0] for column in reading)) if reading is not None else None
             results.append(Result(first.text, first.probability, weights[:steps, :columns], int(width),
-                                  first.char_probabilities, candidates))
+                                  first.char_probabilities, candidates, unconstrained))
         return results
 
     def recognize(self, images: Sequence[bytes], batch_size: int) -> list[Result | str]:

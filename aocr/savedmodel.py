@@ -69,8 +69,8 @@ class Loaded:
 
     @property
     def output_names(self) -> dict[str, str]:
-        """Signature output key -> graph tensor name."""
-        return {key: info.name for key, info in self.signature.outputs.items()}
+        """`serving_default`'s output key -> graph tensor name."""
+        return self.signature_outputs(SIGNATURE)
 
     def signature_inputs(self, name: str) -> dict[str, str]:
         """Input key -> graph tensor name of the named signature; {} if it has none."""

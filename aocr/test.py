@@ -51,7 +51,9 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
                     if on_result is not None:
                         on_result(record, label, result)
                 if coverage is not None:
-                    coverage.add(0.0 if isinstance(result, str) else result.probability, correct)
+                    readable = not isinstance(result, str)
+                    coverage.add(result.probability if readable else 0.0, correct,
+                                 result.outside_lexicon if readable and result.unconstrained else None)
             name, headline = (("word accuracy", accuracy.word_accuracy) if headline_full_match
                               else ("character accuracy", accuracy.character_accuracy))
             progress.update(len(chunk), **{name: f"{100 * headline:.1f}%"})

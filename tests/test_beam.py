@@ -215,3 +215,21 @@ def test_lexicon_words_the_model_cannot_answer_are_named_and_an_empty_lexicon_is
     refused = run_aocr("predict", image, "--model-dir", str(trained_model), "--lexicon", str(empty), cwd=tmp_path)
     assert refused.returncode == 1 and refused.stdout == ""
     assert "empty.txt" in refused.stderr and "no word" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_answers_forced_onto_a_lexicon_word_are_flagged(trained_model, params, digits_set, lexicon, tmp_path):
+    words = set(digits_set.labels[:100])
+    outside = [path for path, label in zip(digits_set.images[100:], digits_set.labels[100:], strict=True)
+               if label not in words][:20]
+    decoding = Decoding(lexicon=str(lexicon))
+    forced = answers(trained_model, params, decoding, [path.read_bytes() for path in outside])
+    greedy = answers(trained_model, params, Decoding(), [path.read_bytes() for path in outside])
+    assert [result.unconstrained.text for result in forced] == [result.text for result in greedy]
+    assert sum(result.outside_lexicon for result in forced) >= 15
+    inside = answers(trained_model, params, decoding, [path.read_bytes() for path in digits_set.images[:40]])
+    assert sum(result.outside_lexicon for result in inside) <= 2
+    printed = run_aocr("predict", *map(str, outside[:3]), "--model-dir", str(trained_model), "--lexicon", str(lexicon),
+                       "--format", "jsonl", cwd=tmp_path)
+    lines = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert [line["outside_lexicon"] for line in lines] == [result.outside_lexicon for result in forced[:3]]
+    assert [line["unconstrained"]["text"] for line in lines] == [result.text for result in greedy[:3]]

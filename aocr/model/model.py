@@ -154,6 +154,7 @@ class Recognition:
     attention: tf.Tensor  # float32 [N, S, T]
     widths: tf.Tensor  # int32 [N], each image's width in the CNN's input, in pixels
     candidates: Candidates  # the decoding.n_best best answers; the first is text and probability
+    unconstrained: Candidates | None = None  # with a lexicon: the greedy reading without it (M = 1)
 
 
 def _candidates(ids: tf.Tensor, step_probabilities: tf.Tensor, params: ModelParams) -> Candidates:
@@ -188,16 +189,27 @@ def recognize_pixels(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, 
     (build_model's "infer" mode); more, or a lexicon (decoding.lexicon, loaded), runs beam search
     (aocr.model.beam).
     """
+    unconstrained = None
     if decoding.beam_width == 1 and lexicon is None:
         outputs = build_model(images, widths, params, "infer")
-        ids, attention = outputs.ids[:, None, :], outputs.attention
-        step_probabilities = tf.reduce_max(tf.nn.softmax(outputs.logits), axis=2)[:, None, :]  # [N, 1, S]
+        ids, step_probabilities = _greedy_answer(outputs.ids, outputs.logits)
+        attention = outputs.attention
     else:
         encoded, _, mask, _ = encode(images, widths, params, training=False)
-        beams = beam_decode(encoded, mask, params.char_table.num_classes, params.decoder_steps,
-                            params.attn_num_hidden, params.attn_num_layers, params.target_embedding_size,
-                            params.use_gru, decoding.beam_width, lexicon)
+        shape = (params.char_table.num_classes, params.decoder_steps, params.attn_num_hidden, params.attn_num_layers,
+                 params.target_embedding_size, params.use_gru)
+        beams = beam_decode(encoded, mask, *shape, decoding.beam_width, lexicon)
         ids, step_probabilities, attention = beams.ids, beams.step_probabilities, beams.attention
+        if lexicon is not None:
+            with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
+                free = attention_decode(encoded, mask, *shape)
+            unconstrained = _candidates(*_greedy_answer(free.ids, free.logits), params)
     best = _candidates(ids[:, :decoding.n_best], step_probabilities[:, :decoding.n_best], params)
     return Recognition(best.texts[:, 0], best.probabilities[:, 0], best.char_probabilities[:, 0], attention, widths,
-                       best)
+                       best, unconstrained)
+
+
+def _greedy_answer(ids: tf.Tensor, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """ids int32 [N, S] and logits float32 [N, S, C] of greedy decoding -> the ids and each step's chosen
+    class's probability, as one candidate per image: int32 [N, 1, S], float32 [N, 1, S]."""
+    return ids[:, None, :], tf.reduce_max(tf.nn.softmax(logits), axis=2)[:, None, :]
