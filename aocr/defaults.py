@@ -32,6 +32,7 @@ LEARNING_RATES = {"adam": 0.002, "adadelta": 1.0, "sgd": 0.1}
 # The CNN's arithmetic in training (aocr.precision).
 PRECISIONS = ("auto", "float32", "bfloat16")
 PRECISION = "auto"
+INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")  # test and predict; an export takes no "auto"
 
 # Images are resized to this height (--image-height) before the CNN; its pools halve it five times
 # and the rows left, one at 32, are max-pooled into one.

@@ -16,6 +16,7 @@ from aocr import defaults
 from aocr.charset import Charset
 from aocr.errors import AocrError
 from aocr.fileio import join, read_bytes, write_bytes_atomic
+from aocr.precision import inference_precision
 
 PARAMS_FILE = "params.json"
 
@@ -84,15 +85,18 @@ class Decoding:
     beam_width: int = 1  # hypotheses kept per image; 1 is greedy decoding
     n_best: int = 1  # candidates answered per image, best first; at most beam_width
     lexicon: str | None = None  # a file of the only words to answer (aocr.lexicon), decoded by beam search
+    precision: str = "float32"  # the convolutions' arithmetic: "float32" or "bfloat16" (aocr.precision)
 
 
 GREEDY = Decoding()
 
 
 def decoding_of(args: argparse.Namespace) -> Decoding:
-    """The --beam-width, --n-best and --lexicon flags (cli.py checks that N <= K); defaults where a verb has none."""
+    """The --beam-width, --n-best, --lexicon and --precision flags of test, predict and export (cli.py checks
+    that N <= K); defaults where a verb has none."""
     return Decoding(getattr(args, "beam_width", None) or 1, getattr(args, "n_best", None) or 1,
-                    getattr(args, "lexicon", None))
+                    getattr(args, "lexicon", None),
+                    inference_precision(getattr(args, "precision", None) or "float32", getattr(args, "gpu_id", None)))
 
 
 @dataclass(frozen=True)

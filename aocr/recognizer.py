@@ -115,6 +115,8 @@ class Recognizer:
              checkpoint: str | None = None, decoding: Decoding = GREEDY) -> Recognizer:
         """A fresh graph and session with the model dir's latest checkpoint (or the one given)."""
         checkpoint = checkpoint or require_checkpoint(model_dir)
+        if decoding.precision == "bfloat16":
+            log.info("bfloat16 convolutions (--precision float32 for the exports' float32 arithmetic)")
         graph = tf.Graph()
         with graph.as_default():
             image_bytes, outputs = cls.build(params, gpu_id, decoding)

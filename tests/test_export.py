@@ -32,7 +32,8 @@ def exported(trained_model, tmp_path_factory):
 def predicted(trained_model, digits_set):
     """What `aocr predict` answers for the first 12 images (PNG)."""
     paths = [str(p) for p in digits_set.images[:12]]
-    result = run_aocr("predict", *paths, "--model-dir", str(trained_model), cwd=trained_model.parent)
+    result = run_aocr("predict", *paths, "--model-dir", str(trained_model), "--precision", "float32",
+                      cwd=trained_model.parent)
     assert result.returncode == 0, result.stderr
     return [(line.split("\t")[1], float(line.split("\t")[2])) for line in result.stdout.splitlines()]
 

@@ -1,5 +1,10 @@
 """`aocr predict`: paths as arguments, directories or stdin; tab-separated answers; bad files reported."""
 
+import tensorflow as tf
+
+from aocr import params
+from aocr.params import Decoding
+from aocr.recognizer import Recognizer
 from tests.conftest import run_aocr
 
 
@@ -64,3 +69,21 @@ def test_predict_without_a_trained_model_says_how_to_get_one(tmp_path, digits_se
     result = run_aocr("predict", str(digits_set.images[0]), "--model-dir", str(tmp_path / "none"), cwd=tmp_path)
     assert result.returncode != 0
     assert "params.json" in result.stderr and "aocr train" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_precision_bfloat16_convolves_in_bfloat16_and_reads_as_float32_does(trained_model, digits_set, aocr_main):
+    stored = params.require(str(trained_model))
+    images = [path.read_bytes() for path in digits_set.images[:40]]
+    texts, conv_types = {}, {}
+    for precision in ("float32", "bfloat16"):
+        recognizer = Recognizer.load(str(trained_model), stored, decoding=Decoding(precision=precision))
+        try:
+            texts[precision] = [result.text for result in recognizer.recognize(images, 40)]
+            conv_types[precision] = {op.get_attr("T") for op in recognizer.session.graph.get_operations()
+                                     if op.type == "Conv2D"}
+        finally:
+            recognizer.close()
+    assert conv_types == {"float32": {tf.float32}, "bfloat16": {tf.bfloat16}}
+    assert sum(a == b for a, b in zip(texts["float32"], texts["bfloat16"], strict=True)) >= 38
+    tested = aocr_main("test", str(digits_set.tfrecords), "--model-dir", str(trained_model), "--precision", "bfloat16")
+    assert tested.returncode == 0 and "word accuracy: " in tested.stderr

@@ -490,7 +490,8 @@ def test_the_n_best_signature_answers_like_predict_jsonl_over_rest_and_grpc(trai
     decoding = ["--beam-width", "5", "--n-best", "3"]
     assert aocr_main("export", str(tmp_path / "beam"), "--model-dir", str(trained_model), *decoding).returncode == 0
     paths = [str(p) for p in digits_set.images[:3]]
-    predicted = aocr_main("predict", *paths, "--model-dir", str(trained_model), "--format", "jsonl", *decoding)
+    predicted = aocr_main("predict", *paths, "--model-dir", str(trained_model), "--format", "jsonl", *decoding,
+                          "--precision", "float32")
     candidates = [json.loads(line)["candidates"] for line in predicted.stdout.splitlines()]
     assert [len(c) for c in candidates] == [3, 3, 3]
     grpc_address = f"127.0.0.1:{free_port()}"

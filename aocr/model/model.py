@@ -17,6 +17,7 @@ from aocr.model.cnn import WIDTH_STRIDE, cnn_features
 from aocr.model.decoder import attention_decode
 from aocr.model.encoder import bidirectional_lstm
 from aocr.params import GREEDY, Decoding, ModelParams
+from aocr.precision import inference_compute_dtype
 
 Mode = Literal["train", "infer"]
 
@@ -190,12 +191,13 @@ def recognize_pixels(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, 
     (aocr.model.beam).
     """
     unconstrained = None
+    cnn_dtype = inference_compute_dtype(decoding.precision)
     if decoding.beam_width == 1 and lexicon is None:
-        outputs = build_model(images, widths, params, "infer")
+        outputs = build_model(images, widths, params, "infer", cnn_dtype=cnn_dtype)
         ids, step_probabilities = _greedy_answer(outputs.ids, outputs.logits)
         attention = outputs.attention
     else:
-        encoded, _, mask, _ = encode(images, widths, params, training=False)
+        encoded, _, mask, _ = encode(images, widths, params, training=False, cnn_dtype=cnn_dtype)
         shape = (params.char_table.num_classes, params.decoder_steps, params.attn_num_hidden, params.attn_num_layers,
                  params.target_embedding_size, params.use_gru)
         beams = beam_decode(encoded, mask, *shape, decoding.beam_width, lexicon)
