@@ -339,7 +339,7 @@ def _add_export(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                                    "or as a frozen graph (DIR/frozen_graph.pb). Shapes come from params.json.")
     p.add_argument("export_path", metavar="DIR", nargs="?", default=defaults.EXPORT_DIR,
                    help="(default: %(default)s)")
-    p.add_argument("--format", choices=["savedmodel", "frozengraph"], default=defaults.EXPORT_FORMAT,
+    p.add_argument("--format", choices=["savedmodel", "frozengraph", "tflite"], default=defaults.EXPORT_FORMAT,
                    help="(default: %(default)s)")
     p.add_argument("--version", dest="export_version", type=_positive_int, default=None,
                    help="SavedModel version directory (default: the next free integer)")

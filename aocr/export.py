@@ -38,6 +38,7 @@ from aocr.savedmodel import (
 )
 from aocr.serving_graph import INPUT_NAME, PROBABILITY_NAME, TEXT_NAME, ServingTensors, build_serving_graph
 from aocr.session import choose_checkpoint, restore, session_config
+from aocr.tflite import export_tflite
 
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
@@ -204,9 +205,14 @@ def run(args: argparse.Namespace) -> int:
                  decoding.beam_width)
         log.info("serve it with `aocr serve %s` or `tensorflow_model_server --rest_api_port=8501 "
                  "--model_name=aocr --model_base_path=%s`", args.export_path, args.export_path)
+    elif args.export_version is not None:
+        raise AocrError("--version applies to --format savedmodel only")
+    elif args.format == "tflite":
+        path = export_tflite(checkpoint, params, args.export_path, args.force, decoding, sample_image())
+        log.info("exported %s as TensorFlow Lite %s (inputs 'images' float32 [1, %d, %d, %d] and 'widths' int32 [1], "
+                 "outputs 'ids' and 'probabilities' per decoder step; the charset in params.json beside it)",
+                 checkpoint, path, params.image_height, params.image_width, params.channels)
     else:
-        if args.export_version is not None:
-            raise AocrError("--version applies to --format savedmodel only")
         path = export_frozen_graph(checkpoint, params, args.export_path, args.force, decoding)
         log.info("exported %s as frozen graph %s (input %s:0, outputs %s:0 and %s:0; beam width %d in %s:0)",
                  checkpoint, path, INPUT_NAME, TEXT_NAME, PROBABILITY_NAME, decoding.beam_width, BEAM_WIDTH_NAME)

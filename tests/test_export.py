@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from aocr import params as model_params
 from aocr import savedmodel
+from aocr.tflite import read_tflite
 from tests.conftest import run_aocr
 
 
@@ -166,3 +168,17 @@ def test_pixels_signature_takes_the_readme_preprocessing(exported, digits_set, t
 
 def params_limit(params: dict) -> int:
     return 4 * math.ceil(math.ceil(params["max_width"] / params["max_height"] * params["image_height"]) / 4)
+
+
+def test_tflite_export_reads_as_predict_does(trained_model, digits_set, predicted, tmp_path, aocr_main):
+    exported = aocr_main("export", str(tmp_path / "lite"), "--format", "tflite", "--model-dir", str(trained_model))
+    assert exported.returncode == 0, exported.stderr
+    assert sorted(p.name for p in (tmp_path / "lite").iterdir()) == ["model.tflite", "params.json"]
+    stored = model_params.require(str(tmp_path / "lite"))
+    answers = read_tflite(str(tmp_path / "lite" / "model.tflite"), [p.read_bytes() for p in digits_set.images[:12]],
+                          stored)
+    assert [text for text, _ in answers] == [text for text, _ in predicted]
+    assert all(abs(a[1] - b[1]) < 1e-3 for a, b in zip(answers, predicted, strict=True))
+    refused = aocr_main("export", str(tmp_path / "beam"), "--format", "tflite", "--model-dir", str(trained_model),
+                        "--beam-width", "3")
+    assert refused.returncode == 1 and "decodes greedily" in refused.stderr

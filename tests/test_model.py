@@ -73,3 +73,22 @@ def test_encoder_lstm_gradient_matches_tensorflows_v2_gradient_kernel():
             ours, direct = session.run([ours, [direct.x_grad, direct.w_grad, direct.b_grad]])
     for name, a, b in zip(("inputs", "kernel", "bias"), ours, direct, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
+
+
+def test_plain_lstm_computes_what_the_fused_kernel_does():
+    """The encoder in plain ops (for TensorFlow Lite) must read a checkpoint exactly as BlockLSTMV2 does."""
+    rng = np.random.default_rng(2)
+    graph = tf.Graph()
+    with graph.as_default():
+        inputs = tf.constant(rng.normal(size=(7, 3, 4)), tf.float32)
+        with tf1.variable_scope("lstm"):
+            fused = block_lstm(inputs, 5)
+        with tf1.variable_scope("lstm", reuse=True):
+            plain = block_lstm(inputs, 5, fused=False)
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            for variable in tf1.trainable_variables():
+                variable.load((0.5 * rng.normal(size=variable.shape)).astype(np.float32), session)
+            fused_values, plain_values = session.run([fused, plain])
+    assert np.abs(fused_values - plain_values).max() < 1e-5
+    assert not any(op.type == "BlockLSTMV2" for op in plain.op.graph.get_operations() if op.name.startswith("lstm_1"))

@@ -228,9 +228,9 @@ def _teacher_forced(decoder: Decoder, memory: Memory, state: DecoderState, decod
     """Every step fed its label's class; the loop runs the recurrent part only, and the read-out of all
     steps is one matrix product after it."""
     embedded = tf.transpose(tf.gather(decoder.embedding_table, decoder_inputs), [1, 0, 2])  # [S, B, E]
-    depth = memory.encoded.shape[-1]
-    outputs = _arrays(steps, (tf.float32, [None, decoder.cells[-1].units]), (tf.float32, [None, depth]),
-                      (tf.float32, [None, None]))
+    batch, columns, depth = memory.encoded.shape  # static where the input's shape is (TensorFlow Lite needs it)
+    outputs = _arrays(steps, (tf.float32, [batch, decoder.cells[-1].units]), (tf.float32, [batch, depth]),
+                      (tf.float32, [batch, columns]))
 
     def one_step(step, state, outputs):
         top, state = decoder.advance(embedded[step], state, memory)
@@ -246,8 +246,9 @@ def _teacher_forced(decoder: Decoder, memory: Memory, state: DecoderState, decod
 
 def _greedy(decoder: Decoder, memory: Memory, state: DecoderState, previous: tf.Tensor, steps: int) -> DecoderOutputs:
     """Each step fed the previous step's most likely class, until every image has emitted EOS."""
+    batch, columns, _ = memory.encoded.shape  # static where the input's shape is (TensorFlow Lite needs it)
     num_classes = decoder.output_bias.shape[0]
-    outputs = _arrays(steps, (tf.float32, [None, num_classes]), (tf.int32, [None]), (tf.float32, [None, None]))
+    outputs = _arrays(steps, (tf.float32, [batch, num_classes]), (tf.int32, [batch]), (tf.float32, [batch, columns]))
 
     def more(step, _previous, _state, finished, _outputs):
         return tf.logical_and(step < steps, tf.logical_not(tf.reduce_all(finished)))
