@@ -383,8 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     model = [common, _model_dir_flags(), charset, _shape_flags()]
     _add_dataset(sub, common, charset)
     _add_train(sub, [*model, _gpu_flags(), _batch_flags(
-        defaults.TRAIN_BATCH_SIZE, "; the original aocr's 65 takes 1.6 times as long per step and learns little more "
-                                   "per step before the attention has aligned")])
+        defaults.TRAIN_BATCH_SIZE, "; until the attention has aligned, learning is bound by steps, and the original "
+                                   "aocr's 65 takes about 3 times as long per step")])
     _add_test(sub, [*model, _gpu_flags(), _batch_flags(), _checkpoint_flags()])
     _add_predict(sub, [*model, _gpu_flags(), _batch_flags(), _checkpoint_flags()])
     _add_export(sub, [*model, _checkpoint_flags()])

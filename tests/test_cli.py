@@ -86,7 +86,7 @@ def test_a_flag_with_meaning_here_makes_no_note(aocr_log):
 
 def test_defaults_follow_the_original_but_the_training_batch():
     args = build_parser().parse_args(["train", "data.tfrecords"])
-    assert (args.batch_size, args.steps_per_checkpoint, args.num_epoch) == (32, 100, 1000)
+    assert (args.batch_size, args.steps_per_checkpoint, args.num_epoch) == (16, 100, 1000)
     assert build_parser().parse_args(["test", "data.tfrecords"]).batch_size == 65
     assert (args.max_gradient_norm, args.model_dir, args.log_path) == (5.0, "./checkpoints", "aocr.log")
     args = build_parser().parse_args(["export"])
