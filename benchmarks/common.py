@@ -61,6 +61,19 @@ def rendered_set(name: str, count: int, seed: int) -> tuple[Path, Path]:
     return annotations, tfrecords
 
 
+# The 10-minute model of benchmarks/learning.py that the inference benchmarks read with.
+LEARNED_MODEL = OUT / "learning" / "rendered-b65"
+
+
+def rendered_test_images() -> tuple[list[str], list[bytes]]:
+    """The labels (as the default charset reads them, upper-cased) and the bytes of the 500 rendered test images."""
+    from aocr.data.annotations import parse_annotations
+
+    annotations, _ = rendered_set("rendered-test-500", 500, seed=12)
+    rows, _, _ = parse_annotations(str(annotations))
+    return [row.label.upper() for row in rows], [Path(row.path).read_bytes() for row in rows]
+
+
 def captcha_set(name: str, count: int, seed: int) -> tuple[Path, Path]:
     """(annotations, tfrecords) of `count` distorted captcha-style images (160x60, 4-6 digits and capitals,
     noise dots, a curve, warped glyphs), drawn by the `captcha` package; made once under benchmarks/out."""

@@ -19,10 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import OUT, machine, print_table, rendered_set, write_json  # noqa: E402
+from common import LEARNED_MODEL, machine, print_table, rendered_test_images, write_json  # noqa: E402
 
 from aocr import params as model_params  # noqa: E402
-from aocr.data.annotations import parse_annotations  # noqa: E402
 from aocr.params import Decoding  # noqa: E402
 from aocr.recognizer import Recognizer  # noqa: E402
 
@@ -53,12 +52,9 @@ def read_all(model_dir: str, decoding: Decoding, images: list[bytes]) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", default=str(OUT / "learning" / "rendered-b65"))
+    parser.add_argument("--model-dir", default=str(LEARNED_MODEL))
     args = parser.parse_args()
-    annotations, _ = rendered_set("rendered-test-500", 500, seed=12)
-    rows, _, _ = parse_annotations(str(annotations))
-    labels = [row.label.upper() for row in rows]
-    images = [(annotations.parent / row.path).read_bytes() for row in rows]
+    labels, images = rendered_test_images()
     with tempfile.TemporaryDirectory() as temp:
         lexicon_path = Path(temp) / "lexicon.txt"
         held_out = make_lexicon(labels, model_params.require(args.model_dir).charset, lexicon_path)

@@ -18,11 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import OUT, machine, print_table, rendered_set, write_json  # noqa: E402
+from common import LEARNED_MODEL, machine, print_table, rendered_test_images, write_json  # noqa: E402
 
 from aocr import defaults, savedmodel  # noqa: E402
 from aocr import params as model_params  # noqa: E402
-from aocr.data.annotations import parse_annotations  # noqa: E402
 from aocr.export import export_savedmodel, sample_image  # noqa: E402
 from aocr.params import GREEDY  # noqa: E402
 from aocr.session import choose_checkpoint  # noqa: E402
@@ -44,12 +43,9 @@ def savedmodel_texts(path: str, images: list[bytes]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", default=str(OUT / "learning" / "rendered-b65"))
+    parser.add_argument("--model-dir", default=str(LEARNED_MODEL))
     args = parser.parse_args()
-    annotations, _ = rendered_set("rendered-test-500", 500, seed=12)
-    rows, _, _ = parse_annotations(str(annotations))
-    labels = [row.label.upper() for row in rows]
-    images = [Path(row.path).read_bytes() for row in rows]
+    labels, images = rendered_test_images()
     params = model_params.require(args.model_dir)
     checkpoint = choose_checkpoint(args.model_dir, "best")
     with tempfile.TemporaryDirectory() as temp:
