@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from aocr.errors import AocrError
+from aocr.precision import serving_precision
 from aocr.serving.batching import BatchOptions
 from aocr.serving.rest import App
 from aocr.serving.servables import Servable, load_servable, parse_labels
@@ -127,9 +128,10 @@ def batch_options(args: argparse.Namespace) -> BatchOptions | None:
     """The batching flags (None with --no-enable-batching)."""
     if not args.enable_batching:
         return None
-    if args.batch_timeout_micros < 0:
+    timeout = args.batch_timeout_micros
+    if timeout is not None and timeout < 0:
         raise AocrError("--batch-timeout-micros must be 0 or more")
-    return BatchOptions(max_batch_size=args.max_batch_size, timeout_s=args.batch_timeout_micros / 1e6,
+    return BatchOptions(max_batch_size=args.max_batch_size, timeout_s=None if timeout is None else timeout / 1e6,
                         num_batch_threads=args.num_batch_threads,
                         max_enqueued_images=max(MAX_ENQUEUED_IMAGES, args.max_batch_size))
 
@@ -138,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
     labels = parse_labels(args.version_label or [])
     batching = batch_options(args)
-    servable = load_servable(args.export_path, args.model_name, args.export_version, labels, batching)
+    precision = serving_precision(args.precision)
+    servable = load_servable(args.export_path, args.model_name, args.export_version, labels, batching, precision)
     grpc_server = rest_server = None
     try:
         grpc_server = start_grpc(servable, args)
@@ -161,10 +164,12 @@ def run(args: argparse.Namespace) -> int:
     served = ", ".join(str(number) for number in sorted(servable.versions, reverse=True))
     label_text = "".join(f", label {label}={number}" for label, number in sorted(labels.items()))
     if batching is not None:
-        log.info("batching: up to %d images, %d µs timeout, %d batch threads", batching.max_batch_size,
-                 args.batch_timeout_micros, batching.num_batch_threads)
-    log.info("serving model '%s' version %s%s from %s at http://%s:%s/v1/models/%s", args.model_name, served,
-             label_text, args.export_path, args.host, rest_server.effective_port, args.model_name)
+        wait = "adaptive wait" if batching.timeout_s is None else f"{args.batch_timeout_micros} µs timeout"
+        log.info("batching: up to %d images, %s, %d batch threads", batching.max_batch_size, wait,
+                 batching.num_batch_threads)
+    log.info("serving model '%s' version %s%s from %s at http://%s:%s/v1/models/%s, in %s%s", args.model_name,
+             served, label_text, args.export_path, args.host, rest_server.effective_port, args.model_name, precision,
+             " (--precision float32 answers exactly as tensorflow_model_server)" if precision == "bfloat16" else "")
     try:
         serve_rest_until(rest_server, stopping)
         grpc_stopped = grpc_server.stop(grace=DRAIN_TIMEOUT_S) if grpc_server is not None else None

@@ -2,8 +2,10 @@
 
 The model (--model-dir, default the 10-minute model of benchmarks/learning.py) reads the 500 rendered
 test images with each precision, in alternating rounds (best round of each kept); the answers of the
-two are compared image by image and scored against the labels. Prints a table and writes
-benchmarks/out/inference_precision.json.
+two are compared image by image and scored against the labels. Then the same for `aocr serve`'s way:
+the model's float32 export in a session as `aocr serve --precision float32|bfloat16` makes it (the
+bfloat16 one rewritten by Grappler), in batches of 8 as a server under load runs them. Prints a table
+and writes benchmarks/out/inference_precision.json.
 
     python benchmarks/inference_precision.py [--model-dir DIR] [--rounds 3]
 """
@@ -12,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import LEARNED_MODEL, machine, print_table, rendered_test_images, write_json  # noqa: E402
+from common import LEARNED_MODEL, export_model, machine, print_table, rendered_test_images, write_json  # noqa: E402
 
 from aocr import defaults  # noqa: E402
 from aocr import params as model_params  # noqa: E402
@@ -26,6 +29,45 @@ from aocr.precision import cpu_has_bf16_units  # noqa: E402
 from aocr.recognizer import Recognizer  # noqa: E402
 
 PRECISIONS = ("float32", "bfloat16")
+SERVED_BATCH = 8
+
+
+def served_readings(model_dir: str, images: list[bytes], rounds: int) -> tuple[dict, dict]:
+    """({precision: ms/image per round}, {precision: texts}) of the export run as `aocr serve` runs it."""
+    import numpy as np
+
+    from aocr import savedmodel
+    from aocr.serving.servables import session_config
+
+    export_dir = export_model(model_dir, Path(tempfile.mkdtemp(prefix="aocr-precision-")))
+    path = savedmodel.version_path(str(export_dir), 1)
+    models = {name: savedmodel.load(path, session_config(name)) for name in PRECISIONS}
+    batches = [np.array(images[start:start + SERVED_BATCH], dtype=object)
+               for start in range(0, len(images), SERVED_BATCH)]
+    timings: dict[str, list[float]] = {name: [] for name in PRECISIONS}
+    texts: dict[str, list[str]] = {}
+    try:
+        for _ in range(rounds):
+            for name, model in models.items():
+                outputs = model.signature_outputs(savedmodel.SIGNATURE)
+                start = time.perf_counter()
+                answers = [model.session.run(outputs, {model.input_name: batch})["output"] for batch in batches]
+                timings[name].append(1000 * (time.perf_counter() - start) / len(images))
+                texts[name] = [text.decode() for answer in answers for text in answer]
+    finally:
+        for model in models.values():
+            model.close()
+    return timings, texts
+
+
+def summary(timings: dict, texts: dict, labels: list[str], what: str) -> tuple[list[tuple[str, str, str]], dict]:
+    """Table rows and figures: ms/image (best round), word accuracy and answers changed by bfloat16."""
+    changed = sum(a != b for a, b in zip(texts["float32"], texts["bfloat16"], strict=True))
+    accuracy = {name: sum(text == label for text, label in zip(answers, labels, strict=True)) / len(labels)
+                for name, answers in texts.items()}
+    rows = [(f"{what}, {name}", f"{min(timings[name]):.2f}", f"{100 * accuracy[name]:.2f}%") for name in PRECISIONS]
+    rows.append((f"{what}, answers changed", f"{changed} of {len(labels)}", f"{100 * changed / len(labels):.2f}%"))
+    return rows, {"ms_per_image": timings, "word_accuracy": accuracy, "answers_changed": changed}
 
 
 def main() -> None:
@@ -51,15 +93,12 @@ def main() -> None:
     finally:
         for recognizer in recognizers.values():
             recognizer.close()
-    changed = sum(a != b for a, b in zip(texts["float32"], texts["bfloat16"], strict=True))
-    accuracy = {name: sum(text == label for text, label in zip(answers, labels, strict=True)) / len(labels)
-                for name, answers in texts.items()}
-    table = [("precision", "ms/image (best round)", "word accuracy")]
-    table += [(name, f"{min(timings[name]):.2f}", f"{100 * accuracy[name]:.2f}%") for name in PRECISIONS]
-    table.append(("answers changed", f"{changed} of {len(images)}", f"{100 * changed / len(images):.2f}%"))
-    print_table(table)
-    results = {"machine": machine(), "cpu_has_bf16_units": cpu_has_bf16_units(), "ms_per_image": timings,
-               "word_accuracy": accuracy, "answers_changed": changed, "images": len(images)}
+    rows, predicted = summary(timings, texts, labels, "predict")
+    served_timings, served_texts = served_readings(args.model_dir, images, args.rounds)
+    served_rows, served = summary(served_timings, served_texts, labels, f"served, batches of {SERVED_BATCH}")
+    print_table([("reading", "ms/image (best round)", "word accuracy"), *rows, *served_rows])
+    results = {"machine": machine(), "cpu_has_bf16_units": cpu_has_bf16_units(), "images": len(images),
+               "predict": predicted, "served": served}
     print(f"written to {write_json('inference_precision.json', results)}")
 
 

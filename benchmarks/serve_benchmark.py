@@ -1,12 +1,15 @@
-"""Load test of `aocr serve` on 127.0.0.1: a bounded number of requests from N concurrent clients.
+"""Load test of `aocr serve` on 127.0.0.1, beside the same run's `aocr predict` stream on the same images.
 
-    python benchmarks/serve_benchmark.py --model-dir benchmarks/out/learning --requests 200 --clients 8
-    python benchmarks/serve_benchmark.py --model-dir ... --protocol grpc --serve-flags=--no-enable-batching
+    python benchmarks/serve_benchmark.py --model-dir benchmarks/out/learning/rendered-b65 --clients 1,8,32
+    python benchmarks/serve_benchmark.py --model-dir ... --protocols rest,grpc --serve-flags=--no-enable-batching
 
-Exports the model's latest checkpoint, starts `aocr serve` on free ports (with --serve-flags added),
-sends one rendered image per request over REST or gRPC (tensorflow-serving-api's stub), and prints
-requests/s and p50/p99 latency beside the single-image latency of one client alone on the same server,
-measured in the same run. Writes benchmarks/out/serve_benchmark.json (or --out).
+Exports the model's latest checkpoint; reads the rendered test images as `aocr predict` does (the
+Recognizer in batches of the default size, at the server's --precision) for the stream's ms/image;
+then starts one `aocr serve` (with --serve-flags added) and, for each protocol and client count, sends
+`--requests` requests of one image each from that many concurrent clients (REST with urllib, gRPC with
+tensorflow-serving-api's stub). Prints requests/s, the share of the predict stream's images/s it
+reaches, p50/p99 latency, and the server's and the clients' CPU per request (they share the machine).
+Writes benchmarks/out/serve_benchmark.json (or --out).
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import json
 import os
 import shlex
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -29,7 +31,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import export_model, free_port, machine, print_table, rendered_set, start_server, write_json  # noqa: E402
+from common import (  # noqa: E402  # noqa: E402  # noqa: E402
+    LEARNED_MODEL,
+    export_model,
+    free_port,
+    machine,
+    print_table,
+    rendered_test_images,
+    start_server,
+    write_json,
+)
 
 Sender = Callable[[int], tuple[bool, float]]
 
@@ -91,54 +102,97 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(send: Sender, requests: int, clients: int, pid: int) -> dict:
-    """One client alone (20 requests), then `requests` from `clients` concurrent clients."""
-    send(0)  # warm-up
-    single = [send(i)[1] for i in range(20)]
-    start, cpu = time.perf_counter(), cpu_seconds(pid)
+    """`requests` sent by `clients` concurrent clients, after a few warm-up requests."""
+    for i in range(clients):
+        send(i)
+    start, server_cpu, own_cpu = time.perf_counter(), cpu_seconds(pid), time.process_time()
     with ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(send, range(requests)))
-    seconds, cpu = time.perf_counter() - start, cpu_seconds(pid) - cpu
+    seconds = time.perf_counter() - start
+    server_cpu, own_cpu = cpu_seconds(pid) - server_cpu, time.process_time() - own_cpu
     latencies = [latency for _, latency in results]
     return {"requests": requests, "clients": clients, "succeeded": sum(ok for ok, _ in results),
             "requests_per_second": requests / seconds, "p50_ms": 1000 * percentile(latencies, 0.5),
-            "p99_ms": 1000 * percentile(latencies, 0.99), "one_client_p50_ms": 1000 * statistics.median(single),
-            "server_cpu_ms_per_request": 1000 * cpu / requests}
+            "p99_ms": 1000 * percentile(latencies, 0.99), "server_cpu_ms_per_request": 1000 * server_cpu / requests,
+            "client_cpu_ms_per_request": 1000 * own_cpu / requests}
+
+
+def predict_stream_ms(model_dir: str, images: list[bytes], precision: str, rounds: int = 3) -> float:
+    """ms/image of `aocr predict`'s reading (the Recognizer, default batch size) of `images`: best of `rounds`."""
+    from aocr import defaults
+    from aocr import params as model_params
+    from aocr.params import Decoding
+    from aocr.recognizer import Recognizer
+
+    recognizer = Recognizer.load(model_dir, model_params.require(model_dir), decoding=Decoding(precision=precision))
+    try:
+        recognizer.recognize(images[:defaults.BATCH_SIZE], defaults.BATCH_SIZE)  # warm-up
+        timings = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            recognizer.recognize(images, defaults.BATCH_SIZE)
+            timings.append(1000 * (time.perf_counter() - start) / len(images))
+    finally:
+        recognizer.close()
+    return min(timings)
+
+
+def run_loads(args: argparse.Namespace, images: list[bytes], export_dir: Path) -> list[dict]:
+    """One server; every protocol and client count of the command line against it, in turn."""
+    grpc_port = free_port() if "grpc" in args.protocols else 0
+    flags = ["--precision", args.precision, *shlex.split(args.serve_flags)]
+    process, url = start_server(export_dir, grpc_port, flags)
+    loads = []
+    try:
+        for protocol in args.protocols:
+            send = rest_sender(url, images) if protocol == "rest" else grpc_sender(f"127.0.0.1:{grpc_port}", images)
+            for clients in args.clients:
+                figures = measure(send, args.requests, clients, process.pid)
+                loads.append({"protocol": protocol, **figures})
+                print(f"{protocol}, {clients} clients: {figures['requests_per_second']:.1f} requests/s", flush=True)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    return loads
+
+
+def print_loads(loads: list[dict], stream_ms: float, precision: str) -> None:
+    stream_rate = 1000 / stream_ms
+    print_table([("load", "requests/s (share of stream)", "p50 / p99 ms, CPU ms/request server + clients")]
+                + [(f"{load['protocol']}, {load['clients']} clients, {load['succeeded']}/{load['requests']} ok",
+                    f"{load['requests_per_second']:.1f} ({100 * load['requests_per_second'] / stream_rate:.0f}%)",
+                    f"{load['p50_ms']:.1f} / {load['p99_ms']:.1f}, {load['server_cpu_ms_per_request']:.1f} + "
+                    f"{load['client_cpu_ms_per_request']:.1f}") for load in loads]
+                + [("aocr predict stream", f"{stream_rate:.1f} images/s", f"{stream_ms:.2f} ms/image, {precision}")])
+
+
+def comma_list(kind: Callable[[str], object]) -> Callable[[str], list]:
+    return lambda text: [kind(item) for item in text.split(",")]
 
 
 def main() -> None:
+    from aocr.precision import serving_precision
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", required=True, help="a trained model dir (checkpoints and params.json)")
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--protocol", choices=["rest", "grpc"], default="rest")
+    parser.add_argument("--model-dir", default=str(LEARNED_MODEL), help="a trained model dir (default: %(default)s)")
+    parser.add_argument("--requests", type=int, default=400, help="requests per load (default: %(default)s)")
+    parser.add_argument("--clients", type=comma_list(int), default=[1, 8, 32], help="client counts (default: 1,8,32)")
+    parser.add_argument("--protocols", type=comma_list(str), default=["rest", "grpc"],
+                        help="rest, grpc or both (default: rest,grpc)")
+    parser.add_argument("--precision", default="auto", help="aocr serve's and the stream's --precision (default: auto)")
     parser.add_argument("--serve-flags", default="", help="more `aocr serve` flags, as one string "
                         "(--serve-flags=--no-enable-batching)")
     parser.add_argument("--out", default="serve_benchmark.json", help="file name under benchmarks/out")
     args = parser.parse_args()
-    annotations, _ = rendered_set("rendered-test-500", 500, seed=12)
-    images = [Path(line.split(" ", 1)[0]).read_bytes() for line in annotations.read_text().splitlines()]
-    images = images[:args.requests]
+    _, images = rendered_test_images()
+    precision = serving_precision(args.precision)
+    stream_ms = predict_stream_ms(args.model_dir, images, precision)
     export_dir = export_model(args.model_dir, Path(tempfile.mkdtemp(prefix="aocr-serve-bench-")))
-    grpc_port = free_port() if args.protocol == "grpc" else 0
-    process, url = start_server(export_dir, grpc_port, shlex.split(args.serve_flags))
-    try:
-        send = rest_sender(url, images) if args.protocol == "rest" else grpc_sender(f"127.0.0.1:{grpc_port}", images)
-        figures = measure(send, args.requests, args.clients, process.pid)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-    figures.update(protocol=args.protocol, serve_flags=args.serve_flags, machine=machine())
-    print_table([
-        ("figure", "measured", "note"),
-        ("requests", f"{figures['succeeded']}/{args.requests} succeeded",
-         f"{args.clients} concurrent clients over {args.protocol} {args.serve_flags}".rstrip()),
-        ("requests/s", f"{figures['requests_per_second']:.1f}", "one image per request"),
-        ("p50 latency ms", f"{figures['p50_ms']:.1f}", ""),
-        ("p99 latency ms", f"{figures['p99_ms']:.1f}", ""),
-        ("one client alone, p50 ms", f"{figures['one_client_p50_ms']:.1f}", "same server, same run"),
-        ("server CPU ms/request", f"{figures['server_cpu_ms_per_request']:.1f}", "user + system, all cores"),
-    ])
-    print(f"\nwrote {write_json(args.out, figures)}")
+    loads = run_loads(args, images, export_dir)
+    print_loads(loads, stream_ms, precision)
+    results = {"loads": loads, "predict_stream_ms_per_image": stream_ms, "precision": precision,
+               "serve_flags": args.serve_flags, "model_dir": args.model_dir, "machine": machine()}
+    print(f"\nwrote {write_json(args.out, results)}")
 
 
 if __name__ == "__main__":

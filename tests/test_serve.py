@@ -76,8 +76,10 @@ def grpc_address():
 @pytest.fixture(scope="module")
 def server(exported, grpc_address):
     """`aocr serve` with two versions, labelled stable=1 and canary=2, REST and gRPC, batches of at most
-    3 images (so that the 4-image requests are split); stopped with SIGTERM at the end."""
-    process, url, _ = start_server(exported, "--max-request-bytes", str(MAX_REQUEST_BYTES), "--max-batch-size", "3",
+    3 images (so that the 4-image requests are split), in float32 as tensorflow_model_server computes;
+    stopped with SIGTERM at the end."""
+    process, url, _ = start_server(exported, "--precision", "float32", "--max-request-bytes", str(MAX_REQUEST_BYTES),
+                                   "--max-batch-size", "3",
                                    "--version-label", "stable=1", "--version-label", "canary=2",
                                    "--grpc-port", grpc_address.rsplit(":", 1)[1], cwd=exported.parent)
     yield url, process
@@ -262,6 +264,27 @@ def test_concurrent_clients_each_get_their_own_answer_and_a_bad_one_fails_alone(
             assert status == 400 and "Unknown image file format" in answer["error"]
         else:
             assert status == 200 and answer["predictions"][0]["output"] == expected[image]
+
+
+def test_precision_bfloat16_reads_the_same_texts_with_its_own_arithmetic(server, exported, digits_set):
+    """--precision bfloat16 runs the float32 export in bfloat16: the same texts as the float32 server, the
+    probabilities close to its but not all equal (equal ones would mean the flag was ignored)."""
+    body = {"instances": [{"b64": b64(p)} for p in digits_set.images[:12]]}
+    float32_url, _ = server
+    status, float32_answer = call(float32_url, "/v1/models/aocr:predict", body)
+    assert status == 200
+    process, url, lines = start_server(exported, "--precision", "bfloat16", "--max-batch-size", "3", "--grpc-port", "0",
+                                       cwd=exported.parent)
+    try:
+        status, bfloat16_answer = call(url, "/v1/models/aocr:predict", body)
+    finally:
+        stop_server(process)
+    assert status == 200 and "in bfloat16" in lines[-1]
+    float32_rows, bfloat16_rows = float32_answer["predictions"], bfloat16_answer["predictions"]
+    assert [row["output"] for row in bfloat16_rows] == [row["output"] for row in float32_rows]
+    differences = [abs(a["probability"] - b["probability"]) for a, b in zip(float32_rows, bfloat16_rows, strict=True)]
+    assert max(differences) < 0.05
+    assert max(differences) > 1e-7
 
 
 def test_serve_without_an_export_is_a_clear_error(tmp_path):
@@ -495,7 +518,8 @@ def test_the_n_best_signature_answers_like_predict_jsonl_over_rest_and_grpc(trai
     candidates = [json.loads(line)["candidates"] for line in predicted.stdout.splitlines()]
     assert [len(c) for c in candidates] == [3, 3, 3]
     grpc_address = f"127.0.0.1:{free_port()}"
-    process, url, _ = start_server(tmp_path / "beam", "--grpc-port", grpc_address.rsplit(":", 1)[1], cwd=tmp_path)
+    process, url, _ = start_server(tmp_path / "beam", "--grpc-port", grpc_address.rsplit(":", 1)[1],
+                                   "--precision", "float32", cwd=tmp_path)
     try:
         body = {"signature_name": "n_best", "instances": [{"b64": b64(digits_set.images[i])} for i in range(3)]}
         status, rest = call(url, "/v1/models/aocr:predict", body)

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from aocr.serving import batching
 from aocr.serving.batching import Batcher, BatchOptions
 from aocr.serving.status import Code, ServingError
 
@@ -126,6 +127,36 @@ def test_the_timeout_waits_for_a_fuller_batch(batcher_of):
         started = time.monotonic()
         list(pool.map(lambda name: batcher.submit(images(name), timeout=10), "wxyz"))
     assert time.monotonic() - started < 0.9 and model.batches[-1] == 4  # full: it ran at once
+
+
+def test_the_adaptive_wait_gathers_clients_answered_together_and_a_lone_client_never_waits(batcher_of, monkeypatch):
+    """Without a timeout, a batch waits (at most half the last run) for as many requests as were in the server
+    when the last batch ended: a client answered a moment ago joins those still queued, instead of the two
+    groups taking turns. A lone client runs at once."""
+    monkeypatch.setattr(batching, "ADAPTIVE_WAIT_CAP_S", 1.0)
+    model = Model(seconds=0.4)
+    model.gate.clear()
+    batcher = batcher_of(model, max_batch_size=8, num_batch_threads=1)
+
+    def client_a():
+        first = batcher.submit(images("a"), 10)["output"].tolist()
+        time.sleep(0.05)  # the answer's way back and the next request's way in
+        return first + batcher.submit(images("again"), 10)["output"].tolist()
+
+    with ThreadPoolExecutor(4) as pool:
+        a = pool.submit(client_a)
+        wait_until(lambda: model.arrived == 1)  # "a" runs, held; three others queue meanwhile
+        others = [pool.submit(batcher.submit, images(name), 10) for name in ("x", "y", "z")]
+        wait_until(lambda: batcher._queued_images == 3)
+        model.gate.set()
+        assert a.result() == [b"A", b"AGAIN"]
+        assert [f.result()["output"].tolist() for f in others] == [[b"X"], [b"Y"], [b"Z"]]
+    assert model.batches == [1, 4]  # without the wait: [1, 3, 1]
+    batcher.submit(images("lone"), 10)  # the first lone request may wait for the four (at most 0.2 s)
+    started = time.monotonic()
+    batcher.submit(images("lone again"), 10)
+    assert time.monotonic() - started < 0.55  # the 0.4 s run, no wait of 0.2 s
+    assert model.batches[-2:] == [1, 1]
 
 
 def test_close_answers_what_is_queued_then_refuses(batcher_of):

@@ -2,10 +2,16 @@
 
 Each request's images join a queue as one task (a request larger than `max_batch_size` becomes several
 tasks). There are no batch threads of their own: while a request waits, and one of `num_batch_threads`
-batch slots is free, its own thread takes the queued tasks (oldest first, up to `max_batch_size` images,
-once the batch is full or `timeout_s` has passed since its first task was queued), runs them in one
-session run and hands each task its rows of the outputs. So a lone request runs at once on its own
-thread, as without batching, and requests that arrive while the slots are busy run together next.
+batch slots is free, its own thread takes the queued tasks (oldest first, up to `max_batch_size` images),
+runs them in one session run and hands each task its rows of the outputs. A batch starts once it is
+full, or once `timeout_s` has passed since its first task was queued, as in TF Serving.
+
+With no `timeout_s` (the default) the wait adapts: a batch waits for as many requests as there were in
+the server when the previous batch ended (its own and those queued then), from the moment a slot takes
+it, for at most half the previous batch's run time (and ADAPTIVE_WAIT_CAP_S). Without it, N steady
+clients split into groups that take turns (one runs while the other queues, and neither waits for the
+other); with it, the clients answered a moment ago are waited for and all N run as one batch. A lone
+client, alone in the server, never waits.
 
 If a batch fails on bad input (one request's bytes are not an image), each of its tasks is run on its
 own, so only the bad request gets the error. Every wait is bounded: a request waits at most its timeout
@@ -31,12 +37,15 @@ log = logging.getLogger("aocr")
 Outputs = dict[str, np.ndarray]
 
 
+ADAPTIVE_WAIT_CAP_S = 0.025
+
+
 @dataclass(frozen=True)
 class BatchOptions:
     """TF Serving's batching parameters, by their names there."""
 
     max_batch_size: int = 32
-    timeout_s: float = 0.0  # batch_timeout_micros / 1e6
+    timeout_s: float | None = None  # batch_timeout_micros / 1e6; None: the adaptive wait
     num_batch_threads: int = 1
     max_enqueued_images: int = 4096  # max_enqueued_batches * max_batch_size
 
@@ -60,6 +69,8 @@ class Batcher:
         self._queued_images = 0
         self._running = 0  # batch slots in use
         self._closing = False
+        self._expected_tasks = 1  # tasks running or queued when the last batch ended, and its run time
+        self._last_run_s = 0.0
         self._lock = threading.Condition()
 
     def submit(self, images: np.ndarray, timeout: float) -> Outputs:
@@ -131,11 +142,19 @@ class Batcher:
                         self._running -= 1
                         self._lock.notify_all()
 
+    def _fill_target(self) -> tuple[float, float]:
+        """(when the batch starts at the latest, how many tasks it waits for), the lock held."""
+        if self.options.timeout_s is not None:
+            return self._queue[0].enqueued + self.options.timeout_s, float("inf")
+        wait = min(ADAPTIVE_WAIT_CAP_S, self._last_run_s / 2)
+        return time.monotonic() + wait, self._expected_tasks
+
     def _take_batch(self) -> list[_Task]:
         """Queued tasks for one batch (the lock is held; [] when another slot took them meanwhile)."""
         options = self.options
-        fill_until = self._queue[0].enqueued + options.timeout_s
-        while self._queue and self._queued_images < options.max_batch_size and not self._closing:
+        fill_until, wanted_tasks = self._fill_target()
+        while (self._queue and self._queued_images < options.max_batch_size and len(self._queue) < wanted_tasks
+               and not self._closing):
             remaining = fill_until - time.monotonic()
             if remaining <= 0:
                 break
@@ -155,6 +174,7 @@ class Batcher:
             return
         images = batch[0].images if len(batch) == 1 else np.concatenate([task.images for task in batch])
         log.debug("batch%s: %d images from %d requests", self.name, len(images), len(batch))
+        started = time.monotonic()
         try:
             outputs = self._run(images)
         except ServingError as e:
@@ -170,6 +190,8 @@ class Batcher:
             for task in batch:
                 task.future.set_exception(ServingError(Code.INTERNAL, "internal error while running the batch"))
             return
+        with self._lock:
+            self._expected_tasks, self._last_run_s = len(batch) + len(self._queue), time.monotonic() - started
         start = 0
         for task in batch:
             end = start + len(task.images)

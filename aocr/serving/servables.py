@@ -21,6 +21,7 @@ import tensorflow as tf
 from aocr import savedmodel
 from aocr.errors import AocrError
 from aocr.images import declared_too_large
+from aocr.precision import enable_bfloat16_rewrite
 from aocr.serving.batching import Batcher, BatchOptions
 from aocr.serving.status import Code, ServingError, invalid, not_found
 
@@ -149,9 +150,19 @@ def parse_labels(pairs: Sequence[str]) -> dict[str, int]:
     return labels
 
 
+def session_config(precision: str) -> tf.compat.v1.ConfigProto:
+    """A served session's options: with precision "bfloat16", the float32 graph runs in bfloat16 where
+    oneDNN allows (aocr.precision.enable_bfloat16_rewrite)."""
+    config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+    if precision == "bfloat16":
+        enable_bfloat16_rewrite(config)
+    return config
+
+
 def load_servable(export_dir: str, name: str, version: int | None, labels: dict[str, int],
-                  batching: BatchOptions | None) -> Servable:
-    """Load the chosen version (default: the newest) and every labelled one from DIR/VERSION folders."""
+                  batching: BatchOptions | None, precision: str = "float32") -> Servable:
+    """Load the chosen version (default: the newest) and every labelled one from DIR/VERSION folders,
+    to compute in `precision` ("float32" or "bfloat16")."""
     available = savedmodel.versions(export_dir)
     if not available:
         raise AocrError(f"{export_dir}: no version directory (1, 2, ...); make one with `aocr export {export_dir}`")
@@ -162,7 +173,7 @@ def load_servable(export_dir: str, name: str, version: int | None, labels: dict[
     loaded: dict[int, Version] = {}
     try:
         for number in sorted(wanted):
-            model = savedmodel.load(savedmodel.version_path(export_dir, number))
+            model = savedmodel.load(savedmodel.version_path(export_dir, number), session_config(precision))
             loaded[number] = Version(number, model)
             if batching is not None:
                 loaded[number].batcher = Batcher(loaded[number].run, batching, f" v{number}")
