@@ -259,7 +259,7 @@ def _add_train(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--initial-learning-rate", type=_positive_float, default=None,
                    help="(default: the optimizer's own: "
                         + ", ".join(f"{k} {v}" for k, v in sorted(defaults.LEARNING_RATES.items()))
-                        + "); Adam's is multiplied by sqrt(batch size / 32), given or default")
+                        + "); below batch 32, Adam's is multiplied by sqrt(batch size / 32), given or default")
     p.add_argument("--max-gradient-norm", type=_positive_float, default=defaults.MAX_GRADIENT_NORM,
                    help="clip gradients to this global norm (default: %(default)s)")
     p.add_argument("--no-gradient-clipping", action="store_true", help="do not clip gradients")

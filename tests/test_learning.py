@@ -175,6 +175,17 @@ def test_the_rate_decays_over_the_end_of_a_known_budget():
     assert resumed.budget_used(5500, elapsed=10.0) == pytest.approx(0.5)
 
 
+def test_adams_rate_is_scaled_down_below_batch_32_and_not_up_above_it():
+    from aocr.train import TrainConfig
+
+    rates = {batch: TrainConfig("d", "m", batch_size=batch).effective_learning_rate for batch in (8, 16, 32, 65, 128)}
+    assert rates[8] == pytest.approx(0.001) and rates[16] == pytest.approx(0.002 * 0.5**0.5)
+    assert rates[32] == rates[65] == rates[128] == pytest.approx(0.002)
+    given = TrainConfig("d", "m", batch_size=8, learning_rate=0.01)
+    assert given.effective_learning_rate == pytest.approx(0.005)
+    assert TrainConfig("d", "m", batch_size=8, optimizer="adadelta").effective_learning_rate == 1.0
+
+
 # A smaller model than TINY_SHAPE: these runs test what training says, not what it learns.
 SMALLEST = ["--max-width", "120", "--max-height", "32", "--max-prediction", "4", "--attn-num-hidden", "32",
             "--attn-num-layers", "1"]

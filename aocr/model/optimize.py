@@ -10,9 +10,11 @@ import tensorflow as tf
 tf1 = tf.compat.v1
 
 
-# Adam's rate is scaled with the square root of the batch size, from the batch size its default
-# rate was tuned at: a larger batch has a less noisy gradient and takes a longer step with it
-# (captcha-style set at batch 65: perplexity 1.45 at step 500 scaled, 1.89 unscaled).
+# Adam's rate is scaled down with the square root of the batch size below the batch size its default rate
+# was tuned at (a smaller batch has a noisier gradient and takes shorter steps with it), and not scaled
+# up above it: 10 minutes of rendered strings at batch 128 read 97.4% and 98.2% of the test words (two
+# runs) at 0.002 against 95.6% at 0.004, the square-root rule's; 0.008 aligned later still (perplexity
+# 6.9 at step 400, against 3.2 at 0.004 and 2.2 at 0.002). Batch 65 reads 98.8% at 0.002 as at 0.0028.
 REFERENCE_BATCH = 32
 
 
@@ -43,8 +45,8 @@ def warmup_scale(steps_done: int, warmup_steps: int) -> float:
 
 
 def batch_scaled_rate(optimizer: str, base_rate: float, batch_size: int) -> float:
-    """Adam: base_rate * sqrt(batch_size / REFERENCE_BATCH); the other optimizers: base_rate."""
-    return base_rate * (batch_size / REFERENCE_BATCH) ** 0.5 if optimizer == "adam" else base_rate
+    """Adam: base_rate * sqrt(min(batch_size, REFERENCE_BATCH) / REFERENCE_BATCH); the others: base_rate."""
+    return base_rate * (min(batch_size, REFERENCE_BATCH) / REFERENCE_BATCH) ** 0.5 if optimizer == "adam" else base_rate
 
 
 def make_optimizer(name: str, learning_rate: float | tf.Tensor) -> tf1.train.Optimizer:
