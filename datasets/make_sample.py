@@ -11,5 +11,5 @@ from aocr.data.synthetic import make_dataset
 HERE = Path("datasets")
 
 if __name__ == "__main__":
-    make_dataset(HERE / "training", 400, seed=1, annotation_name="../annotations-training.txt")
+    make_dataset(HERE / "training", 1000, seed=1, annotation_name="../annotations-training.txt")
     make_dataset(HERE / "testing", 100, seed=2, annotation_name="../annotations-testing.txt")
