@@ -8,7 +8,8 @@ Recognizer in batches of the default size, at the server's --precision) for the 
 then starts one `aocr serve` (with --serve-flags added) and, for each protocol and client count, sends
 `--requests` requests of one image each from that many concurrent clients (REST with urllib, gRPC with
 tensorflow-serving-api's stub). Prints requests/s, the share of the predict stream's images/s it
-reaches, p50/p99 latency, and the server's and the clients' CPU per request (they share the machine).
+reaches, p50/p99 latency, and the server's and the clients' CPU per request (they share the machine),
+after the latency of the first request the server answers.
 Writes benchmarks/out/serve_benchmark.json (or --out).
 """
 
@@ -144,11 +145,13 @@ def run_loads(args: argparse.Namespace, images: list[bytes], export_dir: Path) -
     process, url = start_server(export_dir, grpc_port, flags)
     loads = []
     try:
+        first_ms = 1000 * rest_sender(url, images)(0)[1]
+        print(f"the first request after the start: {first_ms:.0f} ms", flush=True)
         for protocol in args.protocols:
             send = rest_sender(url, images) if protocol == "rest" else grpc_sender(f"127.0.0.1:{grpc_port}", images)
             for clients in args.clients:
                 figures = measure(send, args.requests, clients, process.pid)
-                loads.append({"protocol": protocol, **figures})
+                loads.append({"protocol": protocol, "first_request_ms": first_ms, **figures})
                 print(f"{protocol}, {clients} clients: {figures['requests_per_second']:.1f} requests/s", flush=True)
     finally:
         process.send_signal(signal.SIGTERM)

@@ -10,6 +10,7 @@ latest (highest) loaded version. The error texts are TF Serving's, so a client s
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from aocr import savedmodel
 from aocr.errors import AocrError
@@ -83,6 +85,16 @@ class Version:
         if images.ndim == 0:
             return {key: value[0] for key, value in self.batcher.submit(images.reshape(1), timeout).items()}
         return self.batcher.submit(images, timeout)
+
+    def warm_up(self) -> None:
+        """Run each signature aocr serve answers once, on a blank image: the first run of a signature pays
+        for TensorFlow's graph rewriting and executor set-up (some 300 ms), which no client should."""
+        blank = io.BytesIO()
+        Image.new("L", (64, 32), 255).save(blank, format="PNG")
+        images = np.array([blank.getvalue()], dtype=object)
+        for key, signature in self.model.meta_graph.signature_def.items():
+            if set(signature.inputs) == {savedmodel.INPUT_KEY}:
+                self.run(images, key)
 
     def close(self, timeout: float) -> None:
         """Answer what is queued (within `timeout` seconds), then release the session."""
@@ -175,6 +187,7 @@ def load_servable(export_dir: str, name: str, version: int | None, labels: dict[
         for number in sorted(wanted):
             model = savedmodel.load(savedmodel.version_path(export_dir, number), session_config(precision))
             loaded[number] = Version(number, model)
+            loaded[number].warm_up()
             if batching is not None:
                 loaded[number].batcher = Batcher(loaded[number].run, batching, f" v{number}")
     except BaseException:
