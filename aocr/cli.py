@@ -370,13 +370,13 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="most images in one batch; a larger request is split (default: %(default)s)")
     p.add_argument("--batch-timeout-micros", type=int, default=None,
                    help="longest wait for a batch to fill, as TF Serving's; 0: run what is queued at once "
-                        "(default: adaptive, a batch waits for as many requests as the last one had, at most "
-                        "half its run time and 25 ms)")
+                        "(default: adaptive, a batch waits for as many requests as were in the server when the "
+                        "last batch ended, at most half that batch's run time and 25 ms)")
     p.add_argument("--num-batch-threads", type=_positive_int, default=1,
                    help="batches run at the same time (default: %(default)s)")
     p.add_argument("--precision", choices=defaults.INFERENCE_PRECISIONS, default=defaults.INFERENCE_PRECISIONS[0],
-                   help="arithmetic of the model's convolutions and matrix products: bfloat16 is faster on CPUs "
-                        "with AMX or AVX-512 BF16 units and may change a probability in its third decimal; "
+                   help="arithmetic of the model's convolutions: bfloat16 is faster on CPUs with AMX or "
+                        "AVX-512 BF16 units and may move a probability by about 0.01; "
                         "'auto' is bfloat16 on such a CPU where TensorFlow sees no GPU, float32 elsewhere, as "
                         "tensorflow_model_server computes (default: %(default)s)")
 
