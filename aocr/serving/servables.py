@@ -94,7 +94,10 @@ class Version:
         images = np.array([blank.getvalue()], dtype=object)
         for key, signature in self.model.meta_graph.signature_def.items():
             if set(signature.inputs) == {savedmodel.INPUT_KEY}:
-                self.run(images, key)
+                try:
+                    self.run(images, key)
+                except ServingError as e:  # the export still serves; its first request pays the set-up
+                    log.warning("version %d: warming up %s failed (%s)", self.number, key, e.message)
 
     def close(self, timeout: float) -> None:
         """Answer what is queued (within `timeout` seconds), then release the session."""
