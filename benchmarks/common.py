@@ -74,6 +74,16 @@ def rendered_test_images() -> tuple[list[str], list[bytes]]:
     return [row.label.upper() for row in rows], [Path(row.path).read_bytes() for row in rows]
 
 
+def timed_stream(recognizer, images: list[bytes]) -> tuple[float, list]:
+    """(ms/image, results) of one reading of `images` as `aocr predict` reads a stream: the Recognizer
+    (aocr.recognizer) in batches of the default size, similar widths together."""
+    from aocr import defaults
+
+    start = time.perf_counter()
+    results = recognizer.recognize(images, defaults.BATCH_SIZE)
+    return 1000 * (time.perf_counter() - start) / len(images), results
+
+
 def captcha_set(name: str, count: int, seed: int) -> tuple[Path, Path]:
     """(annotations, tfrecords) of `count` distorted captcha-style images (160x60, 4-6 digits and capitals,
     noise dots, a curve, warped glyphs), drawn by the `captcha` package; made once under benchmarks/out."""

@@ -20,7 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import LEARNED_MODEL, export_model, machine, print_table, rendered_test_images, write_json  # noqa: E402
+from common import (  # noqa: E402
+    LEARNED_MODEL,
+    export_model,
+    machine,
+    print_table,
+    rendered_test_images,
+    timed_stream,
+    write_json,
+)
 
 from aocr import defaults  # noqa: E402
 from aocr import params as model_params  # noqa: E402
@@ -86,9 +94,8 @@ def main() -> None:
             recognizer.recognize(images[:defaults.BATCH_SIZE], defaults.BATCH_SIZE)  # warm-up
         for _ in range(args.rounds):
             for name, recognizer in recognizers.items():
-                start = time.perf_counter()
-                results = recognizer.recognize(images, defaults.BATCH_SIZE)
-                timings[name].append(1000 * (time.perf_counter() - start) / len(images))
+                ms_per_image, results = timed_stream(recognizer, images)
+                timings[name].append(ms_per_image)
                 texts[name] = [result.text for result in results]
     finally:
         for recognizer in recognizers.values():

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tensorflow as tf  # noqa: E402
 from cnn_limit import images_per_second, inference_batch_widths, pipeline_batch_widths  # noqa: E402
-from common import OUT, SHAPE, captcha_set, machine, print_table, rendered_set, write_json  # noqa: E402
+from common import OUT, SHAPE, captcha_set, machine, print_table, rendered_set, timed_stream, write_json  # noqa: E402
 from learning import LearningRun, learning_curve  # noqa: E402
 
 from aocr import defaults  # noqa: E402
@@ -87,9 +87,7 @@ def prediction_speed(model_dir: Path, params: ModelParams, images: list[Path], r
         recognizer.recognize(data[:64], 64)  # warm-up
         for _ in range(rounds):
             limits.append(images_per_second(limit_widths, 64, training=False))
-            start = time.perf_counter()
-            recognizer.recognize(data, defaults.BATCH_SIZE)
-            streams.append((time.perf_counter() - start) / len(data))
+            streams.append(timed_stream(recognizer, data)[0] / 1000)
         latencies = []
         for image in data[:30]:
             start = time.perf_counter()

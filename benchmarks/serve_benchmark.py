@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402  # noqa: E402  # noqa: E402
+from common import (  # noqa: E402
     LEARNED_MODEL,
     export_model,
     free_port,
@@ -40,6 +40,7 @@ from common import (  # noqa: E402  # noqa: E402  # noqa: E402
     print_table,
     rendered_test_images,
     start_server,
+    timed_stream,
     write_json,
 )
 
@@ -128,18 +129,14 @@ def predict_stream_ms(model_dir: str, images: list[bytes], precision: str, round
     recognizer = Recognizer.load(model_dir, model_params.require(model_dir), decoding=Decoding(precision=precision))
     try:
         recognizer.recognize(images[:defaults.BATCH_SIZE], defaults.BATCH_SIZE)  # warm-up
-        timings = []
-        for _ in range(rounds):
-            start = time.perf_counter()
-            recognizer.recognize(images, defaults.BATCH_SIZE)
-            timings.append(1000 * (time.perf_counter() - start) / len(images))
+        return min(timed_stream(recognizer, images)[0] for _ in range(rounds))
     finally:
         recognizer.close()
-    return min(timings)
 
 
-def run_loads(args: argparse.Namespace, images: list[bytes], export_dir: Path) -> list[dict]:
-    """One server; every protocol and client count of the command line against it, in turn."""
+def run_loads(args: argparse.Namespace, images: list[bytes], export_dir: Path) -> tuple[float, list[dict]]:
+    """One server: the latency of its first request (ms), then every protocol and client count of the
+    command line against it, in turn."""
     grpc_port = free_port() if "grpc" in args.protocols else 0
     flags = ["--precision", args.precision, *shlex.split(args.serve_flags)]
     process, url = start_server(export_dir, grpc_port, flags)
@@ -151,12 +148,12 @@ def run_loads(args: argparse.Namespace, images: list[bytes], export_dir: Path) -
             send = rest_sender(url, images) if protocol == "rest" else grpc_sender(f"127.0.0.1:{grpc_port}", images)
             for clients in args.clients:
                 figures = measure(send, args.requests, clients, process.pid)
-                loads.append({"protocol": protocol, "first_request_ms": first_ms, **figures})
+                loads.append({"protocol": protocol, **figures})
                 print(f"{protocol}, {clients} clients: {figures['requests_per_second']:.1f} requests/s", flush=True)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=60)
-    return loads
+    return first_ms, loads
 
 
 def print_loads(loads: list[dict], stream_ms: float, precision: str) -> None:
@@ -182,7 +179,8 @@ def main() -> None:
     parser.add_argument("--clients", type=comma_list(int), default=[1, 8, 32], help="client counts (default: 1,8,32)")
     parser.add_argument("--protocols", type=comma_list(str), default=["rest", "grpc"],
                         help="rest, grpc or both (default: rest,grpc)")
-    parser.add_argument("--precision", default="auto", help="aocr serve's and the stream's --precision (default: auto)")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="aocr serve's and the stream's --precision (default: auto)")
     parser.add_argument("--serve-flags", default="", help="more `aocr serve` flags, as one string "
                         "(--serve-flags=--no-enable-batching)")
     parser.add_argument("--out", default="serve_benchmark.json", help="file name under benchmarks/out")
@@ -191,10 +189,11 @@ def main() -> None:
     precision = serving_precision(args.precision)
     stream_ms = predict_stream_ms(args.model_dir, images, precision)
     export_dir = export_model(args.model_dir, Path(tempfile.mkdtemp(prefix="aocr-serve-bench-")))
-    loads = run_loads(args, images, export_dir)
+    first_ms, loads = run_loads(args, images, export_dir)
     print_loads(loads, stream_ms, precision)
-    results = {"loads": loads, "predict_stream_ms_per_image": stream_ms, "precision": precision,
-               "serve_flags": args.serve_flags, "model_dir": args.model_dir, "machine": machine()}
+    results = {"loads": loads, "first_request_ms": first_ms, "predict_stream_ms_per_image": stream_ms,
+               "precision": precision, "serve_flags": args.serve_flags, "model_dir": args.model_dir,
+               "machine": machine()}
     print(f"\nwrote {write_json(args.out, results)}")
 
 
