@@ -6,13 +6,14 @@ exports contain, so all three answer alike.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import tensorflow as tf
@@ -25,7 +26,14 @@ from aocr.images import check_image_header
 from aocr.lexicon import decoding_lexicon, outside_lexicon
 from aocr.model.model import Recognition, recognize_bytes
 from aocr.params import GREEDY, Decoding, ModelParams
-from aocr.session import choose_checkpoint, model_device, require_checkpoint, restore, session_config
+from aocr.session import (
+    choose_checkpoint,
+    model_device,
+    require_checkpoint,
+    restore,
+    session_config,
+    with_constant_weights,
+)
 
 tf1 = tf.compat.v1
 T = TypeVar("T")
@@ -86,6 +94,25 @@ def width_batches(images: Sequence[bytes], batch_size: int) -> list[list[int]]:
     return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+def _tensors(value: Any) -> list[tf.Tensor]:
+    """The tensors in a Recognition (nested dataclasses of tensors and None)."""
+    if isinstance(value, tf.Tensor):
+        return [value]
+    if dataclasses.is_dataclass(value):
+        return [tensor for item in dataclasses.fields(value) for tensor in _tensors(getattr(value, item.name))]
+    return []
+
+
+def _in_graph(value: Any, graph: tf.Graph) -> Any:
+    """`value` (a tensor, or a Recognition) with each tensor replaced by the one of the same name in `graph`."""
+    if isinstance(value, tf.Tensor):
+        return graph.get_tensor_by_name(value.name)
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value, **{item.name: _in_graph(getattr(value, item.name), graph)
+                                             for item in dataclasses.fields(value)})
+    return value
+
+
 class Recognizer:
     """The inference graph (recognize_bytes) in a session, fed with encoded images.
 
@@ -124,7 +151,9 @@ class Recognizer:
         graph.finalize()
         session = tf1.Session(graph=graph, config=session_config())
         restore(session, saver, checkpoint)
-        return cls(session, image_bytes, outputs, params, checkpoint)
+        session = with_constant_weights(session, [tensor.name for tensor in _tensors(outputs)])
+        return cls(session, _in_graph(image_bytes, session.graph), _in_graph(outputs, session.graph), params,
+                   checkpoint)
 
     @classmethod
     def from_model_dir(cls, model_dir: str, explicit: dict, gpu_id: int | None = None,

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from aocr.errors import AocrError
 from aocr.fileio import join
+from aocr.session import with_constant_weights
 
 tf1 = tf.compat.v1
 
@@ -97,7 +98,8 @@ class Loaded:
 
 
 def load(path: str, config: tf1.ConfigProto | None = None) -> Loaded:
-    """Load DIR/VERSION as TF Serving does (serve tag) and find its `serving_default` signature.
+    """Load DIR/VERSION as TF Serving does (serve tag) and find its `serving_default` signature. The
+    session runs the graph with its variables as constants (aocr.session.with_constant_weights).
 
     A directory that is not a SavedModel, or one without the signature or its input, is an AocrError.
     """
@@ -115,4 +117,11 @@ def load(path: str, config: tf1.ConfigProto | None = None) -> Loaded:
         session.close()
         raise AocrError(f"{path}: has no '{SIGNATURE}' signature with an '{INPUT_KEY}' input; "
                         "export it with `aocr export`")
-    return Loaded(path, session, meta, signature)
+    return Loaded(path, with_constant_weights(session, _kept_names(meta, graph), config), meta, signature)
+
+
+def _kept_names(meta: Any, graph: tf.Graph) -> list[str]:
+    """Every signature's outputs, and the beam width where the graph stores it."""
+    names = [info.name for signature in meta.signature_def.values() for info in signature.outputs.values()]
+    stored = [op.name for op in graph.get_operations() if op.name == BEAM_WIDTH_NAME]
+    return names + stored

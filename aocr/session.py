@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import tensorflow as tf
 
@@ -80,3 +80,24 @@ def restore(session: tf1.Session, saver: tf1.train.Saver, checkpoint: str) -> No
         first_line = first_line_of(e.message or str(e))
         raise AocrError(f"{checkpoint} does not match this model ({first_line}); "
                         "was it trained with other shape flags?") from None
+
+
+def with_constant_weights(session: tf1.Session, fetch_names: Iterable[str],
+                          config: tf1.ConfigProto | None = None) -> tf1.Session:
+    """A new session on a copy of `session`'s graph in which each variable the named tensors (or ops)
+    depend on is a constant holding its current value; tensor names are unchanged, `session` is closed.
+
+    Inference never changes its weights, and as constants what is computed from them alone is
+    computed once, by Grappler's constant folding at the first run, instead of at every run: chiefly
+    the bfloat16 copies of the convolutions' weights, about 6 ms a run at any batch size (a third of a
+    one-image answer on two cores).
+    """
+    nodes = sorted({name.split(":")[0] for name in fetch_names})
+    with session.graph.as_default():
+        graph_def = tf1.graph_util.convert_variables_to_constants(session, session.graph.as_graph_def(), nodes)
+    session.close()
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    graph.finalize()
+    return tf1.Session(graph=graph, config=config or session_config())
