@@ -86,7 +86,6 @@ class Decoding:
     n_best: int = 1  # candidates answered per image, best first; at most beam_width
     lexicon: str | None = None  # a file of the only words to answer (aocr.lexicon), decoded by beam search
     precision: str = "float32"  # the convolutions' arithmetic: "float32" or "bfloat16" (aocr.precision)
-    portable: bool = False  # plain ops only, no fused LSTM kernel: what TensorFlow Lite converts
 
 
 GREEDY = Decoding()

@@ -8,8 +8,8 @@ params.image_width) and `widths` int32 [1] (the width before the padding); outpu
 holds the charset and the shapes; text_of() spells an answer.
 
 Why these limits: TensorFlow Lite lowers the decoder's loops only when every shape in them is static,
-the encoder runs in plain ops because BlockLSTMV2 is no TFLite op (aocr.model.block_lstm.plain_lstm),
-and strings would need the select TF ops (Flex), which the `tensorflow` pip package's interpreter no
+the encoder runs in plain ops as in every inference graph (aocr.model.lstm_loop), and
+strings would need the select TF ops (Flex), which the `tensorflow` pip package's interpreter no
 longer includes.
 """
 
@@ -41,7 +41,7 @@ def _convert(checkpoint: str, params: ModelParams) -> bytes:
         pixels = tf1.placeholder(tf.float32, [1, params.image_height, params.image_width, params.channels],
                                  name="images")
         widths = tf1.placeholder(tf.int32, [1], name="widths")
-        outputs = build_model(pixels, widths, params, "infer", fused_lstm=False)
+        outputs = build_model(pixels, widths, params, "infer")
         ids = tf.identity(outputs.ids, name="ids")
         probabilities = tf.identity(tf.reduce_max(tf.nn.softmax(outputs.logits), axis=2), name="probabilities")
         saver = tf1.train.Saver()

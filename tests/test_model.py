@@ -3,7 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
-from aocr.model.block_lstm import block_lstm
+from aocr.model.block_lstm import block_lstm, lstm_variables
+from aocr.model.encoder import bidirectional_lstm
 
 tf1 = tf.compat.v1
 
@@ -18,7 +19,7 @@ def test_encoder_lstm_gradient_matches_finite_differences():
     with graph.as_default():
         inputs = tf1.placeholder(tf.float32, [steps, batch, depth])
         with tf1.variable_scope("lstm"):
-            hidden = block_lstm(inputs, units)
+            hidden = block_lstm(inputs, *lstm_variables(depth, units))
         kernel, bias = tf1.trainable_variables()
         target = tf.constant(rng.normal(size=(steps, batch, units)), tf.float32)
         loss = tf.reduce_sum(hidden * target)
@@ -58,7 +59,7 @@ def test_encoder_lstm_gradient_matches_tensorflows_v2_gradient_kernel():
     with graph.as_default():
         inputs = tf.constant(rng.normal(size=(steps, batch, depth)), tf.float32)
         with tf1.variable_scope("lstm"):
-            hidden = block_lstm(inputs, units)
+            hidden = block_lstm(inputs, *lstm_variables(depth, units))
         kernel, bias = tf1.trainable_variables()
         target = tf.constant(rng.normal(size=(steps, batch, units)), tf.float32)
         ours = tf.gradients(tf.reduce_sum(hidden * target), [inputs, kernel, bias])
@@ -75,20 +76,25 @@ def test_encoder_lstm_gradient_matches_tensorflows_v2_gradient_kernel():
         np.testing.assert_allclose(a, b, atol=1e-5, err_msg=name)
 
 
-def test_plain_lstm_computes_what_the_fused_kernel_does():
-    """The encoder in plain ops (for TensorFlow Lite) must read a checkpoint exactly as BlockLSTMV2 does."""
+def test_inference_encoder_computes_what_the_training_kernel_does():
+    """Inference runs the encoder in a loop of plain ops (also what TensorFlow Lite converts), training on
+    BlockLSTMV2: from the same checkpoint both must give the same columns, for images of different
+    widths in one batch, over a number of columns that is not a multiple of the loop's chunk."""
     rng = np.random.default_rng(2)
     graph = tf.Graph()
     with graph.as_default():
-        inputs = tf.constant(rng.normal(size=(7, 3, 4)), tf.float32)
-        with tf1.variable_scope("lstm"):
-            fused = block_lstm(inputs, 5)
-        with tf1.variable_scope("lstm", reuse=True):
-            plain = block_lstm(inputs, 5, fused=False)
+        features = tf.constant(rng.normal(size=(3, 7, 4)), tf.float32)
+        lengths = tf.constant([7, 2, 5])
+        fused = bidirectional_lstm(features, lengths, 5, training=True)
+        with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
+            plain = bidirectional_lstm(features, lengths, 5, training=False)
         with tf1.Session() as session:
             session.run(tf1.global_variables_initializer())
             for variable in tf1.trainable_variables():
                 variable.load((0.5 * rng.normal(size=variable.shape)).astype(np.float32), session)
             fused_values, plain_values = session.run([fused, plain])
-    assert np.abs(fused_values - plain_values).max() < 1e-5
-    assert not any(op.type == "BlockLSTMV2" for op in plain.op.graph.get_operations() if op.name.startswith("lstm_1"))
+    assert fused_values.shape == plain_values.shape == (3, 7, 10)
+    for image, length in enumerate([7, 2, 5]):  # beyond its length an image's columns are padding
+        assert np.abs(fused_values[image, :length] - plain_values[image, :length]).max() < 1e-5
+    plain_ops = {op.type for op in plain.op.graph.get_operations() if op.name.startswith("encoder_1")}
+    assert "BlockLSTMV2" not in plain_ops and "BlockLSTMV2" in {op.type for op in fused.op.graph.get_operations()}

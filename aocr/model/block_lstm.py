@@ -68,21 +68,21 @@ def _block_lstm_gradient(op: tf.Operation, *output_gradients: tf.Tensor) -> list
     return [None, dx, dcs_prev, dh_prev, dw, None, None, None, db]
 
 
-def block_lstm(inputs: tf.Tensor, units: int, fused: bool = True) -> tf.Tensor:
-    """One LSTM direction over time-major inputs float32 [T, B, D]; returns hidden states [T, B, units].
-
-    fused False computes the same with plain ops in a loop (plain_lstm), for converters that do not
-    know BlockLSTMV2 (TensorFlow Lite); the variables are the same."""
-    depth = inputs.shape[-1]
+def lstm_variables(depth: int, units: int) -> tuple[tf.Variable, tf.Variable]:
+    """One direction's weights [depth + units, 4 units] and bias [4 units], in the current variable scope,
+    in BlockLSTMV2's gate order (input, forget, cell, output); the forget gate's bias starts at +1."""
     weights = tf1.get_variable("kernel", [depth + units, 4 * units], initializer=tf1.glorot_uniform_initializer())
-    # BlockLSTMV2's gate order is input, forget, cell, output; the forget gate starts at +1.
     bias = tf1.get_variable(
         "bias", [4 * units],
         initializer=tf1.constant_initializer([0.0] * units + [1.0] * units + [0.0] * (2 * units)))
-    batch = tf.shape(inputs)[1]
-    zeros = tf.zeros(tf.stack([batch, units]))
-    if not fused:
-        return plain_lstm(inputs, weights, bias, zeros)
+    return weights, bias
+
+
+def block_lstm(inputs: tf.Tensor, weights: tf.Tensor, bias: tf.Tensor) -> tf.Tensor:
+    """One LSTM direction over time-major inputs float32 [T, B, D] on BlockLSTMV2, with weights and bias
+    from lstm_variables; returns the hidden states [T, B, units]."""
+    units = bias.shape[0] // 4
+    zeros = tf.zeros(tf.stack([tf.shape(inputs)[1], units]))
     no_peephole = tf.zeros([units])
     with tf1.get_default_graph().gradient_override_map({"BlockLSTMV2": GRADIENT_NAME}):
         outputs = tf.raw_ops.BlockLSTMV2(
@@ -90,18 +90,3 @@ def block_lstm(inputs: tf.Tensor, units: int, fused: bool = True) -> tf.Tensor:
             w=weights, wci=no_peephole, wcf=no_peephole, wco=no_peephole, b=bias,
             cell_clip=0.0, use_peephole=False)
     return outputs.h
-
-
-def plain_lstm(inputs: tf.Tensor, weights: tf.Tensor, bias: tf.Tensor, zeros: tf.Tensor) -> tf.Tensor:
-    """BlockLSTMV2's forward pass without peepholes or clipping, in plain ops: inputs [T, B, D], weights
-    [D + U, 4U] and bias [4U] in its gate order (input, forget, cell, output), zeros [B, U] the first
-    state. Returns the hidden states [T, B, U]."""
-    def step(state: tuple[tf.Tensor, tf.Tensor], x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        cs, h = state
-        gates = tf.matmul(tf.concat([x, h], axis=1), weights) + bias
-        i, f, ci, o = tf.split(gates, 4, axis=1)
-        cs = tf.sigmoid(i) * tf.tanh(ci) + tf.sigmoid(f) * cs
-        return cs, tf.sigmoid(o) * tf.tanh(cs)
-
-    _, hidden = tf.scan(step, inputs, initializer=(zeros, zeros))
-    return hidden

@@ -89,13 +89,14 @@ def ctc_loss(encoded: tf.Tensor, columns: tf.Tensor, label_ids: tf.Tensor, num_c
 
 
 def encode(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, training: bool,
-           cnn_dtype: tf.DType = tf.float32, fused_lstm: bool = True) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, list]:
+           cnn_dtype: tf.DType = tf.float32) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, list]:
     """The CNN and the encoder: images float32 [B, H, W, C], widths int32 [B] -> encoded float32
     [B, T, D] (T = W / 4), columns int32 [B] (real columns), mask bool [B, T], and the batch norm
-    update ops (training only). fused_lstm False: the encoder in plain ops (TensorFlow Lite)."""
+    update ops (training only)."""
     features, bn_updates = cnn_features(images, widths, training=training, compute_dtype=cnn_dtype)
     columns = widths // WIDTH_STRIDE
-    encoded = bidirectional_lstm(features, columns, params.attn_num_hidden * params.attn_num_layers, fused_lstm)
+    encoded = bidirectional_lstm(features, columns, params.attn_num_hidden * params.attn_num_layers,
+                                 training)
     mask = tf.sequence_mask(columns, tf.shape(encoded)[1])
     return encoded, columns, mask, bn_updates
 
@@ -112,16 +113,15 @@ class ModelOutputs:
 
 def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode: Mode,
                 label_ids: tf.Tensor | None = None, cnn_dtype: tf.DType = tf.float32,
-                global_step: tf.Tensor | None = None, fused_lstm: bool = True) -> ModelOutputs:
+                global_step: tf.Tensor | None = None) -> ModelOutputs:
     """images: float32 [B, H, W, C] (0-255, H = params.image_height, W a multiple of 4); widths: int32 [B] real widths.
 
     label_ids: int32 [B, max_prediction + 2] (GO, characters, EOS, PAD...), needed for
     "train", which decodes with teacher forcing and returns the loss; "infer"
     decodes greedily and needs none. cnn_dtype: the convolutions' arithmetic (see aocr.precision).
-    global_step: the training step, which fades the alignment prior out ("train" only). fused_lstm False:
-    the encoder in plain ops, for TensorFlow Lite.
+    global_step: the training step, which fades the alignment prior out ("train" only).
     """
-    encoded, columns, mask, bn_updates = encode(images, widths, params, mode == "train", cnn_dtype, fused_lstm)
+    encoded, columns, mask, bn_updates = encode(images, widths, params, mode == "train", cnn_dtype)
     teacher = None if mode == "infer" else label_ids[:, :-1]
     decoded = attention_decode(
         encoded, mask, params.char_table.num_classes, params.decoder_steps, params.attn_num_hidden,
@@ -194,12 +194,11 @@ def recognize_pixels(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, 
     unconstrained = None
     cnn_dtype = inference_compute_dtype(decoding.precision)
     if decoding.beam_width == 1 and lexicon is None:
-        outputs = build_model(images, widths, params, "infer", cnn_dtype=cnn_dtype, fused_lstm=not decoding.portable)
+        outputs = build_model(images, widths, params, "infer", cnn_dtype=cnn_dtype)
         ids, step_probabilities = _greedy_answer(outputs.ids, outputs.logits)
         attention = outputs.attention
     else:
-        encoded, _, mask, _ = encode(images, widths, params, training=False, cnn_dtype=cnn_dtype,
-                                     fused_lstm=not decoding.portable)
+        encoded, _, mask, _ = encode(images, widths, params, training=False, cnn_dtype=cnn_dtype)
         shape = (params.char_table.num_classes, params.decoder_steps, params.attn_num_hidden, params.attn_num_layers,
                  params.target_embedding_size, params.use_gru)
         beams = beam_decode(encoded, mask, *shape, decoding.beam_width, lexicon)
