@@ -5,8 +5,8 @@ convolutions faster than float32 (measured on 2 cores: 1.7x with AVX-512 BF16, 2
 AMX); elsewhere bfloat16 is emulated and slower.
 Training takes bfloat16 by default where the CPU has the units. Inference (test, predict, exports)
 is float32 unless --precision bfloat16 asks for it, so an export answers alike on any machine.
-Variables, the LSTMs and the attention are float32 always, except under `aocr serve`'s rewrite of a
-loaded float32 graph (enable_bfloat16_rewrite), which also takes the attention's location convolution.
+Variables, the LSTMs and the attention are float32 always, under `aocr serve`'s rewrite of a loaded
+float32 graph (enable_bfloat16_rewrite) too.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ BFLOAT16_REWRITE_SKIPS = ("TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_ALLOWLIST_REMOV
 
 
 def enable_bfloat16_rewrite(config: tf.compat.v1.ConfigProto) -> None:
-    """Have a session run a float32 graph (a loaded SavedModel) with bfloat16 convolutions, the CNN's and the
-    attention's location term: Grappler's oneDNN auto mixed precision casts around them; the variables and
-    the rest stay float32. Sets an environment
+    """Have a session run a float32 graph (a loaded SavedModel) with bfloat16 convolutions (the CNN's):
+    Grappler's oneDNN auto mixed precision casts around them; the variables and the rest stay float32.
+    Sets an environment
     variable of the process (unless already set), which TensorFlow reads when it rewrites the graph."""
     _warn_without_units(_visible_gpu())
     os.environ.setdefault(*BFLOAT16_REWRITE_SKIPS)
