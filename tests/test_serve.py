@@ -266,6 +266,23 @@ def test_concurrent_clients_each_get_their_own_answer_and_a_bad_one_fails_alone(
             assert status == 200 and answer["predictions"][0]["output"] == expected[image]
 
 
+def test_as_many_concurrent_clients_as_max_batch_size_fill_one_batch(exported, digits_set, expected):
+    """Each waiting request holds a server thread: there must be enough of them for --max-batch-size
+    clients to be in one batch. With a 20 s batch timeout a batch that cannot fill waits it out."""
+    process, url, _ = start_server(exported, "--max-batch-size", "24", "--batch-timeout-micros", "20000000",
+                                   "--grpc-port", "0", cwd=exported.parent)
+    try:
+        body = {"instances": [{"b64": b64(digits_set.images[0])}]}
+        start = time.monotonic()
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(lambda _: call(url, "/v1/models/aocr:predict", body), range(24)))
+        elapsed = time.monotonic() - start
+    finally:
+        stop_server(process)
+    assert all(status == 200 and answer["predictions"][0]["output"] == expected[0] for status, answer in answers)
+    assert elapsed < 10, f"24 clients took {elapsed:.1f} s: they did not all get into one batch"
+
+
 def test_precision_bfloat16_reads_the_same_texts_with_its_own_arithmetic(server, exported, digits_set):
     """--precision bfloat16 runs the float32 export in bfloat16: the same texts as the float32 server, the
     probabilities close to its but not all equal (equal ones would mean the flag was ignored)."""
