@@ -178,8 +178,8 @@ def start_decoder(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, units: 
     """The decoder's weights, what it attends to, its first state and its first input (GO, int32 [B]),
     for B rows of encoder columns.
 
-    encoded: float32 [B, T, D]; mask: bool [B, T]. The ops are made in the order they always were,
-    so a seeded training run draws the same initial weights as before this function existed.
+    encoded: float32 [B, T, D]; mask: bool [B, T]. The ops are made in a fixed order, so a seeded
+    training run draws the same initial weights every time.
     """
     batch = tf.shape(encoded)[0]
     depth = encoded.shape[-1]
