@@ -91,10 +91,16 @@ def with_constant_weights(session: tf1.Session, fetch_names: Iterable[str],
     computed once, by Grappler's constant folding at the first run, instead of at every run: chiefly
     the bfloat16 copies of the convolutions' weights, about 6 ms a run at any batch size (a third of a
     one-image answer on two cores).
+
+    A graph with lookup tables (a SavedModel from another exporter may keep its charset in one) is left
+    as it is, and `session` returned: a table's contents live in the session, not in a variable, and
+    the copy would start with empty ones.
     """
     nodes = sorted({name.split(":")[0] for name in fetch_names})
     with session.graph.as_default():
         graph_def = tf1.graph_util.convert_variables_to_constants(session, session.graph.as_graph_def(), nodes)
+    if any("Table" in node.op for node in graph_def.node):
+        return session
     session.close()
     graph = tf.Graph()
     with graph.as_default():

@@ -182,3 +182,35 @@ def test_tflite_export_reads_as_predict_does(trained_model, digits_set, predicte
     refused = aocr_main("export", str(tmp_path / "beam"), "--format", "tflite", "--model-dir", str(trained_model),
                         "--beam-width", "3")
     assert refused.returncode == 1 and "decodes greedily" in refused.stderr
+
+
+def test_a_savedmodel_whose_answers_come_from_a_lookup_table_keeps_its_contents(tmp_path):
+    """Loading folds variables into constants; a lookup table's contents are no variable, and a SavedModel
+    (not ours) that spells its answers through a checkpointed table must still answer with them."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.string, [None])
+        table = tf1.lookup.experimental.MutableHashTable(tf.int64, tf.string, default_value="empty", checkpoint=True)
+        weight = tf1.get_variable("weight", [], initializer=tf1.constant_initializer(0.5), dtype=tf.float64)
+        text = table.lookup(tf.cast(tf.strings.length(images), tf.int64))
+        probability = weight * tf.ones_like(tf.strings.length(images), tf.float64)
+        with tf1.Session() as session:
+            session.run(tf1.global_variables_initializer())
+            session.run(table.insert(tf.constant([3], tf.int64), ["ABC"]))
+            builder = tf1.saved_model.Builder(str(tmp_path / "1"))
+            signature = tf1.saved_model.predict_signature_def(
+                {savedmodel.INPUT_KEY: images}, {savedmodel.TEXT_KEY: text, savedmodel.PROBABILITY_KEY: probability})
+            builder.add_meta_graph_and_variables(session, list(savedmodel.SERVING_TAGS),
+                                                 signature_def_map={savedmodel.SIGNATURE: signature})
+            builder.save()
+    loaded = savedmodel.load(str(tmp_path / "1"))
+    try:
+        text, probability = loaded.session.run([loaded.output_names[savedmodel.TEXT_KEY],
+                                                loaded.output_names[savedmodel.PROBABILITY_KEY]],
+                                               {loaded.input_name: ["abc"]})
+    finally:
+        loaded.close()
+    assert list(text) == [b"ABC"] and list(probability) == [0.5]
