@@ -96,11 +96,11 @@ def with_constant_weights(session: tf1.Session, fetch_names: Iterable[str],
     as it is, and `session` returned: a table's contents live in the session, not in a variable, and
     the copy would start with empty ones.
     """
+    if any("Table" in op.type for op in session.graph.get_operations()):
+        return session
     nodes = sorted({name.split(":")[0] for name in fetch_names})
     with session.graph.as_default():
         graph_def = tf1.graph_util.convert_variables_to_constants(session, session.graph.as_graph_def(), nodes)
-    if any("Table" in node.op for node in graph_def.node):
-        return session
     session.close()
     graph = tf.Graph()
     with graph.as_default():
