@@ -19,10 +19,10 @@ CHUNK = 4
 def _gates_of_inputs(inputs: tf.Tensor, input_weights: tf.Tensor, bias: tf.Tensor, chunks: tf.Tensor) -> tf.Tensor:
     """inputs [T, B, D] -> their share of the gates' pre-activations with the bias, float32
     [chunks, CHUNK, B, 4U], the steps past T zero-padded."""
-    steps = tf.shape(inputs)[0]
+    steps, batch_size = tf.shape(inputs)[0], tf.shape(inputs)[1]
     padded = tf.pad(inputs, [[0, chunks * CHUNK - steps], [0, 0], [0, 0]])
     gates = tf.tensordot(padded, input_weights, axes=1) + bias
-    return tf.reshape(gates, tf.stack([chunks, CHUNK, tf.shape(inputs)[1], bias.shape[0]]))
+    return tf.reshape(gates, tf.stack([chunks, CHUNK, batch_size, bias.shape[0]]))
 
 
 def _step(gates: tf.Tensor, state: tuple[tf.Tensor, tf.Tensor], recurrent_weights: tf.Tensor) -> tuple:
@@ -37,7 +37,8 @@ def lstm_loop(inputs: list[tf.Tensor], weights: list[tf.Tensor], biases: list[tf
     """LSTM directions run side by side: each over its time-major inputs float32 [T, B, D] (all of the
     same shape) with its weights [D + U, 4U] and bias [4U] (aocr.model.block_lstm.lstm_variables).
     Returns each direction's hidden states float32 [T, B, U]."""
-    steps, batch, depth = tf.shape(inputs[0])[0], inputs[0].shape[1], inputs[0].shape[2]
+    steps, batch_size = tf.shape(inputs[0])[0], tf.shape(inputs[0])[1]
+    batch, depth = inputs[0].shape[1], inputs[0].shape[2]  # static where known: batch may be None
     units = biases[0].shape[0] // 4
     chunks = (steps + CHUNK - 1) // CHUNK
     gates = [_gates_of_inputs(x, w[:depth], b, chunks) for x, w, b in zip(inputs, weights, biases, strict=True)]
@@ -53,11 +54,11 @@ def lstm_loop(inputs: list[tf.Tensor], weights: list[tf.Tensor], biases: list[tf
             arrays[direction] = arrays[direction].write(n, tf.stack(hidden))
         return n + 1, states, arrays
 
-    zeros = tf.zeros(tf.stack([tf.shape(inputs[0])[1], units]))
+    zeros = tf.zeros(tf.stack([batch_size, units]))
     arrays = [tf.TensorArray(tf.float32, size=chunks, element_shape=[CHUNK, batch, units]) for _ in inputs]
     _, _, arrays = tf.while_loop(lambda n, *_: n < chunks, one_chunk,
                                  (tf.constant(0), [(zeros, zeros)] * len(inputs), arrays))
-    hidden = [tf.reshape(array.stack(), tf.stack([-1, tf.shape(inputs[0])[1], units]))[:steps] for array in arrays]
+    hidden = [tf.reshape(array.stack(), tf.stack([-1, batch_size, units]))[:steps] for array in arrays]
     for states in hidden:  # static where the inputs' shape is (TensorFlow Lite needs it)
         states.set_shape([inputs[0].shape[0], batch, units])
     return hidden
