@@ -25,9 +25,10 @@ from tools import hostile_images
 MAX_REQUEST_BYTES = 200_000
 
 
-def start_server(export_dir, *flags, cwd, env=None, before=""):
+def start_server(export_dir, *flags, cwd, env=None, before="", later_log=None):
     """`aocr serve` on a REST port the OS picks; returns (process, REST url, log lines of the start).
-    `before`: Python statements run in the server's process before the command line is read."""
+    `before`: Python statements run in the server's process before the command line is read;
+    `later_log`: a list that collects the log lines after the start."""
     program = ["-c", f"import sys; {before}; from aocr.cli import main; sys.exit(main())"] if before else ["-m", "aocr"]
     process = subprocess.Popen(
         [sys.executable, *program, "serve", str(export_dir), "--port", "0", *flags],
@@ -42,7 +43,8 @@ def start_server(export_dir, *flags, cwd, env=None, before=""):
         assert line or process.poll() is None, "aocr serve exited before listening:\n" + "".join(lines)
     assert url, "aocr serve did not report its address"
     # Keep reading its log (one line per request), or a full pipe would stall the server.
-    threading.Thread(target=process.stderr.read, daemon=True).start()
+    sink = later_log if later_log is not None else []
+    threading.Thread(target=sink.extend, args=(process.stderr,), daemon=True).start()
     return process, url, lines
 
 
@@ -268,19 +270,22 @@ def test_concurrent_clients_each_get_their_own_answer_and_a_bad_one_fails_alone(
 
 def test_as_many_concurrent_clients_as_max_batch_size_fill_one_batch(exported, digits_set, expected):
     """Each waiting request holds a server thread: there must be enough of them for --max-batch-size
-    clients to be in one batch. With a 20 s batch timeout a batch that cannot fill waits it out."""
-    process, url, _ = start_server(exported, "--max-batch-size", "24", "--batch-timeout-micros", "20000000",
-                                   "--grpc-port", "0", cwd=exported.parent)
+    clients to be in one batch (-v logs each batch). With a 20 s batch timeout none is cut short by it."""
+    later_log = []
+    process, url, _ = start_server(exported, "-v", "--max-batch-size", "24", "--batch-timeout-micros", "20000000",
+                                   "--grpc-port", "0", cwd=exported.parent, later_log=later_log)
     try:
         body = {"instances": [{"b64": b64(digits_set.images[0])}]}
-        start = time.monotonic()
         with ThreadPoolExecutor(24) as pool:
             answers = list(pool.map(lambda _: call(url, "/v1/models/aocr:predict", body), range(24)))
-        elapsed = time.monotonic() - start
     finally:
         stop_server(process)
     assert all(status == 200 and answer["predictions"][0]["output"] == expected[0] for status, answer in answers)
-    assert elapsed < 10, f"24 clients took {elapsed:.1f} s: they did not all get into one batch"
+    deadline = time.monotonic() + 10  # the reader thread may still be copying the log
+    while not any("24 images from 24 requests" in line for line in later_log) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    batches = [line for line in later_log if "images from" in line]
+    assert any("24 images from 24 requests" in line for line in batches), batches
 
 
 def test_precision_bfloat16_reads_the_same_texts_with_its_own_arithmetic(server, exported, digits_set):
