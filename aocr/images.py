@@ -144,6 +144,16 @@ def check_image(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS, uprigh
     return header
 
 
+def scaled_width(image: bytes) -> float:
+    """Width after resizing to height 32, from the header alone (for grouping by width); 0 when unreadable."""
+    try:
+        with Image.open(io.BytesIO(image)) as opened:
+            width, height = opened.size
+    except Exception:  # any unreadable header: the graph will say what is wrong
+        return 0.0
+    return width * defaults.IMAGE_HEIGHT / max(height, 1)
+
+
 def check_image_header(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> str | None:
     """Why these bytes must not be decoded (for a 400 answer), or None when they may be.
 

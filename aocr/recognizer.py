@@ -7,7 +7,6 @@ exports contain, so all three answer alike.
 from __future__ import annotations
 
 import dataclasses
-import io
 import itertools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,12 +16,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from aocr import defaults
 from aocr import params as model_params
 from aocr.errors import first_line_of
-from aocr.images import check_image_header
+from aocr.images import check_image_header, scaled_width
 from aocr.lexicon import decoding_lexicon, outside_lexicon
 from aocr.model.model import Recognition, recognize_bytes
 from aocr.params import GREEDY, Decoding, ModelParams
@@ -69,16 +67,6 @@ class Result:
 def _candidate(text: bytes, probability: float, char_probabilities: np.ndarray) -> Candidate:
     decoded = text.decode("utf-8")
     return Candidate(decoded, float(probability), [float(p) for p in char_probabilities[:len(decoded)]])
-
-
-def scaled_width(image: bytes) -> float:
-    """Width after resizing to height 32, from the header alone (for grouping by width); 0 when unreadable."""
-    try:
-        with Image.open(io.BytesIO(image)) as opened:
-            width, height = opened.size
-    except Exception:  # any unreadable header: the graph will say what is wrong
-        return 0.0
-    return width * defaults.IMAGE_HEIGHT / max(height, 1)
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

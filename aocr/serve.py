@@ -180,9 +180,11 @@ def run(args: argparse.Namespace) -> int:
         wait = "adaptive wait" if batching.timeout_s is None else f"{args.batch_timeout_micros} µs timeout"
         log.info("batching: up to %d images, %s, %d batch threads, %d request threads", batching.max_batch_size,
                  wait, batching.num_batch_threads, threads)
-    log.info("serving model '%s' version %s%s from %s at http://%s:%s/v1/models/%s, in %s%s", args.model_name,
+    shards = servable.latest.shards.count
+    log.info("serving model '%s' version %s%s from %s at http://%s:%s/v1/models/%s, in %s%s%s", args.model_name,
              served, label_text, args.export_path, args.host, rest_server.effective_port, args.model_name, precision,
-             " (--precision float32 answers exactly as tensorflow_model_server)" if precision == "bfloat16" else "")
+             " (--precision float32 answers exactly as tensorflow_model_server)" if precision == "bfloat16" else "",
+             f"; each batch runs as up to {shards} shards, one per CPU core" if shards > 1 else "")
     try:
         serve_rest_until(rest_server, stopping)
         grpc_stopped = grpc_server.stop(grace=DRAIN_TIMEOUT_S) if grpc_server is not None else None

@@ -44,27 +44,24 @@ def served_readings(model_dir: str, images: list[bytes], rounds: int) -> tuple[d
     """({precision: ms/image per round}, {precision: texts}) of the export run as `aocr serve` runs it."""
     import numpy as np
 
-    from aocr import savedmodel
-    from aocr.serving.servables import session_config
+    from aocr.serving.servables import load_servable
 
     export_dir = export_model(model_dir, Path(tempfile.mkdtemp(prefix="aocr-precision-")))
-    path = savedmodel.version_path(str(export_dir), 1)
-    models = {name: savedmodel.load(path, session_config(name)) for name in PRECISIONS}
+    versions = {name: load_servable(str(export_dir), "aocr", None, {}, None, name).latest for name in PRECISIONS}
     batches = [np.array(images[start:start + SERVED_BATCH], dtype=object)
                for start in range(0, len(images), SERVED_BATCH)]
     timings: dict[str, list[float]] = {name: [] for name in PRECISIONS}
     texts: dict[str, list[str]] = {}
     try:
         for _ in range(rounds):
-            for name, model in models.items():
-                outputs = model.signature_outputs(savedmodel.SIGNATURE)
+            for name, version in versions.items():
                 start = time.perf_counter()
-                answers = [model.session.run(outputs, {model.input_name: batch})["output"] for batch in batches]
+                answers = [version.run(batch)["output"] for batch in batches]
                 timings[name].append(1000 * (time.perf_counter() - start) / len(images))
                 texts[name] = [text.decode() for answer in answers for text in answer]
     finally:
-        for model in models.values():
-            model.close()
+        for version in versions.values():
+            version.close(timeout=0.0)
     return timings, texts
 
 

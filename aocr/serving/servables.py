@@ -25,6 +25,7 @@ from aocr.errors import AocrError
 from aocr.images import declared_too_large
 from aocr.precision import enable_bfloat16_rewrite
 from aocr.serving.batching import Batcher, BatchOptions
+from aocr.serving.shards import Shards, cpu_shards, one_thread_per_op
 from aocr.serving.status import Code, ServingError, invalid, not_found
 
 log = logging.getLogger("aocr")
@@ -49,10 +50,12 @@ def require_image_bytes(signature: Any, key: str) -> None:
 
 @dataclass
 class Version:
-    """One loaded SavedModel version; predictions go through its batcher when batching is on."""
+    """One loaded SavedModel version; predictions go through its batcher when batching is on, and each
+    session run is cut into `shards` (aocr.serving.shards)."""
 
     number: int
     model: savedmodel.Loaded
+    shards: Shards = field(default_factory=lambda: Shards(1))
     batcher: Batcher | None = None
 
     @property
@@ -61,12 +64,16 @@ class Version:
         return self.model.signature
 
     def run(self, images: np.ndarray, signature_key: str = savedmodel.SIGNATURE) -> dict[str, np.ndarray]:
-        """All outputs of a signature for `images` (bytes, any shape the graph takes) in one session run."""
+        """All outputs of a signature for `images` (bytes, any shape the graph takes), in one session run per shard."""
         outputs = self.model.signature_outputs(signature_key)  # every signature reads the one image input
-        try:
-            return self.model.session.run(outputs, {self.model.input_name: images})
-        except tf.errors.OpError as e:
-            raise ServingError(Code(e.error_code), session_message(e)) from None
+
+        def run_shard(shard: np.ndarray) -> dict[str, np.ndarray]:
+            try:
+                return self.model.session.run(outputs, {self.model.input_name: shard})
+            except tf.errors.OpError as e:
+                raise ServingError(Code(e.error_code), session_message(e)) from None
+
+        return self.shards.run(run_shard, images)
 
     def predict(self, images: np.ndarray, timeout: float,
                 signature_key: str = savedmodel.SIGNATURE) -> dict[str, np.ndarray]:
@@ -103,6 +110,7 @@ class Version:
         """Answer what is queued (within `timeout` seconds), then release the session."""
         if self.batcher is not None:
             self.batcher.close(timeout)
+        self.shards.close()
         self.model.close()
 
 
@@ -165,12 +173,14 @@ def parse_labels(pairs: Sequence[str]) -> dict[str, int]:
     return labels
 
 
-def session_config(precision: str) -> tf.compat.v1.ConfigProto:
+def session_config(precision: str, shards: int = 1) -> tf.compat.v1.ConfigProto:
     """A served session's options: with precision "bfloat16", the float32 graph runs in bfloat16 where
-    oneDNN allows (aocr.precision.enable_bfloat16_rewrite)."""
+    oneDNN allows (aocr.precision.enable_bfloat16_rewrite); with shards > 1, that many runs at once,
+    each op on one thread (aocr.serving.shards)."""
     config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
     if precision == "bfloat16":
         enable_bfloat16_rewrite(config)
+    one_thread_per_op(config, shards)
     return config
 
 
@@ -186,10 +196,11 @@ def load_servable(export_dir: str, name: str, version: int | None, labels: dict[
     if missing:
         raise AocrError(f"{export_dir}: no version {', '.join(map(str, missing))}; there are {available}")
     loaded: dict[int, Version] = {}
+    shards = cpu_shards()
     try:
         for number in sorted(wanted):
-            model = savedmodel.load(savedmodel.version_path(export_dir, number), session_config(precision))
-            loaded[number] = Version(number, model)
+            model = savedmodel.load(savedmodel.version_path(export_dir, number), session_config(precision, shards))
+            loaded[number] = Version(number, model, Shards(shards))
             loaded[number].warm_up()
             if batching is not None:
                 loaded[number].batcher = Batcher(loaded[number].run, batching, f" v{number}")

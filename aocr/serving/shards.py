@@ -1,0 +1,71 @@
+"""Running one served batch as shards side by side: one per CPU core, each op on one thread.
+
+Most of a served batch's ops are small (the encoder's and the decoder's steps), and on a CPU
+TensorFlow's intra-op threads split each of them at more cost than gain. With one thread per op
+and the batch cut into one shard per core, images of similar width together (less padding), the
+cores work on separate shards instead: on 2 cores a batch of 8 images ran in 19 ms instead of 27,
+one of 32 in 58 ms instead of 74, and a lone image in 7.1 ms instead of 8.6. Where a GPU computes,
+batches run whole, as before.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import numpy as np
+import tensorflow as tf
+
+from aocr.images import scaled_width
+
+Outputs = dict[str, np.ndarray]
+
+
+def cpu_shards() -> int:
+    """How many shards a batch runs as: the CPU cores this process may use, or 1 where a GPU is visible."""
+    if tf.config.list_physical_devices("GPU"):
+        return 1
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def one_thread_per_op(config: tf.compat.v1.ConfigProto, shards: int) -> None:
+    """Set `config` for `shards` runs side by side, each op on one thread (no change for 1 shard)."""
+    if shards > 1:
+        config.intra_op_parallelism_threads = 1
+        config.inter_op_parallelism_threads = shards
+
+
+class Shards:
+    """Runs `run` over a batch of encoded images as up to `count` shards at once, answers in input order."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._pool = ThreadPoolExecutor(count - 1, thread_name_prefix="aocr-shard") if count > 1 else None
+
+    def run(self, run: Callable[[np.ndarray], Outputs], images: np.ndarray) -> Outputs:
+        """run(images), as one call for a lone image or one shard; otherwise as shards of similar widths.
+
+        images: object [N] of encoded image bytes (another rank runs whole). Every output must have
+        the images along its first axis. If a shard fails, the others finish, then its error is raised.
+        """
+        count = min(self.count, len(images)) if images.ndim == 1 else 1
+        if count <= 1 or self._pool is None:
+            return run(images)
+        order = np.argsort([scaled_width(bytes(image)) for image in images], kind="stable")
+        parts = np.array_split(order, count)
+        pending = [self._pool.submit(run, images[part]) for part in parts[1:]]
+        try:
+            first = run(images[parts[0]])
+        finally:  # a failed shard's error waits for the others to be done with the session
+            wait(pending)
+        results = [first, *(future.result() for future in pending)]
+        in_input_order = np.argsort(order, kind="stable")
+        return {key: np.concatenate([result[key] for result in results])[in_input_order] for key in results[0]}
+
+    def close(self) -> None:
+        """Wait for running shards and stop the threads."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

@@ -1,0 +1,54 @@
+"""A served batch run as shards side by side (aocr.serving.shards), on a real export, in-process."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aocr.serving.servables import load_servable
+from aocr.serving.shards import Shards
+from aocr.serving.status import Code, ServingError
+from tests.conftest import run_aocr
+
+
+@pytest.fixture(scope="module")
+def version(trained_model, tmp_path_factory):
+    """Version 1 of the trained model's export, loaded as `aocr serve` loads it, cut into 3 shards."""
+    directory = tmp_path_factory.mktemp("sharded")
+    result = run_aocr("export", str(directory / "model"), "--model-dir", str(trained_model), cwd=directory)
+    assert result.returncode == 0, result.stderr
+    loaded = load_servable(str(directory / "model"), "aocr", None, {}, None, "float32").latest
+    loaded.shards.close()
+    loaded.shards = Shards(3)
+    yield loaded
+    loaded.close(timeout=5.0)
+
+
+@pytest.fixture(scope="module")
+def widest_first(digits_set):
+    """Seven images of the digits set, widest first: the shards (narrow to wide) take them in reverse."""
+    paths = sorted(digits_set.images[:7], key=lambda path: -Image.open(path).size[0])
+    widths = [Image.open(path).size[0] for path in paths]
+    assert widths[0] > widths[-1]
+    return np.array([path.read_bytes() for path in paths], dtype=object)
+
+
+def test_a_sharded_batch_answers_each_image_in_its_place(version, widest_first):
+    for signature in ("serving_default", "n_best"):
+        alone = [version.run(widest_first[i:i + 1], signature) for i in range(len(widest_first))]
+        together = version.run(widest_first, signature)
+        for key, value in together.items():
+            assert value.shape[0] == len(widest_first)
+            for i, answer in enumerate(alone):
+                if value.dtype == object:
+                    assert value[i:i + 1].tolist() == answer[key].tolist(), (signature, key, i)
+                else:
+                    np.testing.assert_allclose(value[i:i + 1], answer[key], rtol=1e-4, atol=1e-6)
+
+
+def test_a_bad_image_fails_its_batch_once_every_shard_is_done_and_the_next_batch_runs(version, widest_first):
+    batch = widest_first.copy()
+    batch[2] = b"not an image"
+    with pytest.raises(ServingError) as failed:
+        version.run(batch)
+    assert failed.value.code == Code.INVALID_ARGUMENT
+    assert version.run(widest_first)["output"].shape == (len(widest_first),)
