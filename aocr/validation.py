@@ -7,6 +7,7 @@ import logging
 
 import tensorflow as tf
 
+from aocr import defaults
 from aocr.data.records import expand_dataset_paths, iter_records
 from aocr.errors import AocrError
 from aocr.metrics import Accuracy
@@ -28,9 +29,10 @@ class Validation:
     word and character accuracy as scalars, and attention images of a few samples."""
 
     def __init__(self, samples: list[tuple[bytes, str]], batch_size: int) -> None:
-        """samples: (encoded image, label as the model is trained on it)."""
+        """samples: (encoded image, label as the model is trained on it); batch_size: the training's.
+        Validation reads in batches of at least `aocr test`'s size, which take less time per image."""
         self.samples = samples
-        self.batch_size = batch_size
+        self.batch_size = max(batch_size, defaults.BATCH_SIZE)
         self.recognizer: Recognizer | None = None
 
     @classmethod
