@@ -273,7 +273,7 @@ def _add_train(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                         "contrast); test, predict and export never augment (default: %(default)s)")
     p.add_argument("--validation", default=None, metavar="DATASET",
                    help="TFRecords to score at every checkpoint (word and character accuracy and attention "
-                        "images in TensorBoard; its first 2000 records)")
+                        f"images in TensorBoard; its first {defaults.VALIDATION_LIMIT} records)")
     p.add_argument("--validation-split", type=_validation_split, default=defaults.VALIDATION_SPLIT,
                    metavar="FRACTION",
                    help="hold out this share of the training records, chosen by a hash of each record so a resumed "

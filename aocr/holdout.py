@@ -15,7 +15,6 @@ from aocr import defaults
 from aocr.charset import Charset
 from aocr.data.records import LabelScan, Record, scan_labels
 from aocr.params import ModelParams
-from aocr.validation import VALIDATION_LIMIT
 
 HASH_RANGE = 2**32
 
@@ -28,7 +27,7 @@ class HoldOut:
     """The hold-out test for scan_labels: takes a record when is_held_out, keeping the first `limit` it
     takes as (image bytes, normalized label) validation samples."""
 
-    def __init__(self, fraction: float, charset: Charset, limit: int = VALIDATION_LIMIT) -> None:
+    def __init__(self, fraction: float, charset: Charset, limit: int = defaults.VALIDATION_LIMIT) -> None:
         self.fraction, self.charset, self.limit = fraction, charset, limit
         self.samples: list[tuple[bytes, str]] = []
 

@@ -53,7 +53,7 @@ class TrainConfig:
     gpu_id: int | None = None
     precision: str = defaults.PRECISION  # the CNN's arithmetic in training: auto, float32 or bfloat16 (aocr.precision)
     augment: str = defaults.AUGMENT  # random distortions of the training images: none, light or strong
-    validation: str | None = None  # TFRecords scored at every checkpoint (first VALIDATION_LIMIT records)
+    validation: str | None = None  # TFRecords scored at every checkpoint (first defaults.VALIDATION_LIMIT records)
     validation_split: float = defaults.VALIDATION_SPLIT  # share of the training records held out (no --validation)
     patience: int | None = defaults.PATIENCE  # validated checkpoints without improvement before stopping
     max_minutes: float | None = None  # stop (and save) after this much training time
@@ -106,8 +106,10 @@ def _validation(config: TrainConfig, split: Split, params: ModelParams, strategy
                         f"usable records, leaving {training.usable} to train on: less than one batch (--batch-size "
                         f"{config.batch_size}). Pass a smaller --validation-split or --batch-size, --validation-split "
                         "0 to train without validation, or --validation DATASET to validate on another file")
-    log.info("--validation-split %g: %d records held out for validation, %d to train on", fraction,
-             split.held_out, training.usable)
+    scored = len(split.validation)
+    log.info("--validation-split %g: %d records held out for validation%s, %d to train on", fraction,
+             split.held_out, f" (the first {scored} scored at each checkpoint)" if scored < split.held_out else "",
+             training.usable)
     return Validation(split.validation, config.batch_size) if strategy.is_chief else None
 
 

@@ -20,7 +20,6 @@ from aocr.visualize import encode_png, stack_frames, step_frames
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
 
-VALIDATION_LIMIT = 2000  # records of a --validation dataset scored at each checkpoint
 ATTENTION_SAMPLES = 3
 
 
@@ -37,8 +36,8 @@ class Validation:
 
     @classmethod
     def from_dataset(cls, dataset: str, params: ModelParams, batch_size: int) -> Validation:
-        """The first VALIDATION_LIMIT records of a `--validation` dataset."""
-        records = itertools.islice(iter_records(expand_dataset_paths(dataset)), VALIDATION_LIMIT)
+        """The first defaults.VALIDATION_LIMIT records of a `--validation` dataset."""
+        records = itertools.islice(iter_records(expand_dataset_paths(dataset)), defaults.VALIDATION_LIMIT)
         charset = params.char_table
         samples = [(r.image, charset.normalize(r.label)) for r in records]
         if not samples:
