@@ -14,12 +14,13 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from os.path import basename
 from typing import Any, TypeVar
 
 import tensorflow as tf
 
 from aocr import params as model_params
-from aocr.fileio import join, read_bytes, write_bytes_atomic
+from aocr.fileio import join, link_or_copy, read_bytes, write_bytes_atomic
 from aocr.metrics import Accuracy
 from aocr.params import ModelParams
 from aocr.session import best_dir
@@ -97,12 +98,12 @@ class Checkpointer:
     """Saves the training session's variables; with validation, scores each checkpoint, keeps the best
     and counts the checkpoints since the last improvement (for --patience)."""
 
-    def __init__(self, model_dir: str, params: ModelParams, savers: tuple[tf1.train.Saver, tf1.train.Saver],
+    def __init__(self, model_dir: str, params: ModelParams, saver: tf1.train.Saver,
                  validation: Validation | None, writer: tf1.summary.FileWriter | None,
                  on_checkpoint: CheckpointCallback | None = None, settings: dict[str, Any] | None = None) -> None:
         """settings: this run's training settings, recorded in training.json at its first save."""
         self.model_dir, self.params, self.settings = model_dir, params, settings
-        self.saver, self.best_saver = savers
+        self.saver = saver
         self.validation, self.writer, self.on_checkpoint = validation, writer, on_checkpoint
         self.best = load_best_score(model_dir)
         self.since_best = 0
@@ -117,7 +118,7 @@ class Checkpointer:
         self.saved_step = step
         log.info("saved %s", path)
         if self.validation is not None:
-            self._judge(session, step, self.validation.run(self.writer, step))
+            self._judge(path, step, self.validation.run(self.writer, step))
         if self.on_checkpoint is not None:
             self.on_checkpoint(step, elapsed, path)
         return path
@@ -131,16 +132,28 @@ class Checkpointer:
                                json.dumps(self.settings, indent=2, sort_keys=True).encode("utf-8"))
         self._model_files_written = True
 
-    def _judge(self, session: tf1.Session, step: int, accuracy: Accuracy) -> None:
-        """Keep the checkpoint at `step` as the best when it is better, or as good and newer (it has trained
-        longer); only a better one resets the count of checkpoints without improvement."""
+    def _judge(self, path: str, step: int, accuracy: Accuracy) -> None:
+        """Keep the checkpoint saved at `path` (step `step`) as the best when it is better, or as good and newer
+        (it has trained longer); only a better one resets the count of checkpoints without improvement."""
         verdict = 1 if self.best is None else self.best.compare(accuracy)
         self.since_best = 0 if verdict > 0 else self.since_best + 1
         if verdict < 0 or (self.best is not None and self.best.step == step):
             return
         self.best = BestScore(step, accuracy.word_accuracy, accuracy.character_accuracy)
         directory = best_dir(self.model_dir)
-        tf.io.gfile.makedirs(directory)
-        self.best_saver.save(session, join(directory, "model.ckpt"), global_step=step, write_meta_graph=False)
+        keep_checkpoint(path, directory)
         write_bytes_atomic(join(directory, BEST_SCORE_FILE), json.dumps(self.best.__dict__).encode("utf-8"))
         log.info("step %d is the best so far: kept in %s", step, directory)
+
+
+def keep_checkpoint(path: str, directory: str) -> None:
+    """Make the checkpoint saved at `path` the only one of `directory`, by linking its files there (aocr.fileio.
+    link_or_copy: the session is not saved twice), then pointing the directory's `checkpoint` file at it."""
+    tf.io.gfile.makedirs(directory)
+    kept = join(directory, basename(path))
+    for source in tf.io.gfile.glob(f"{path}.*"):
+        link_or_copy(source, join(directory, basename(source)))
+    tf1.train.update_checkpoint_state(directory, kept, all_model_checkpoint_paths=[kept])
+    for old in tf.io.gfile.glob(join(directory, "model.ckpt-*")):
+        if not old.startswith(f"{kept}."):
+            tf.io.gfile.remove(old)

@@ -60,6 +60,19 @@ def atomic_output(path: str) -> Iterator[str]:
         raise
 
 
+def link_or_copy(source: str, target: str) -> None:
+    """Make `target` hold `source`'s bytes: a hard link where both are on one local file system (no bytes
+    move), a copy elsewhere (gs://, another device). The copy goes through a temporary name."""
+    if "://" not in source + target:
+        with contextlib.suppress(OSError):
+            if os.path.lexists(target):
+                os.remove(target)
+            os.link(source, target)
+            return
+    with atomic_output(target) as temp:
+        tf.io.gfile.copy(source, temp, overwrite=True)
+
+
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Replace `path` with `data` in one step (temporary file, then rename)."""
     with atomic_output(path) as temp, tf.io.gfile.GFile(temp, "wb") as f:

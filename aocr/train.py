@@ -167,7 +167,7 @@ def _run_loop(config: TrainConfig, params: ModelParams, training: TrainingGraph,
     start_step = step = int(raw_session.run(training.global_step))
     total = _total_steps(config, usable, strategy, start_step)
     writer = tf1.summary.FileWriter(config.model_dir, graph=None) if strategy.is_chief else None
-    checkpointer = (Checkpointer(config.model_dir, params, (training.saver, training.best_saver), validation, writer,
+    checkpointer = (Checkpointer(config.model_dir, params, training.saver, validation, writer,
                                  on_checkpoint, config.run_settings()) if strategy.is_chief else None)
     if checkpointer is not None and config.resume and start_step > 0:
         checkpointer.saved_step = start_step

@@ -28,8 +28,7 @@ class TrainingGraph:
     images_in_batch: tf.Tensor  # int32 scalar: images in the step's batch (the last one may be short)
     learning_rate: tf.Tensor  # float32 scalar, the rate of this step
     learning_rate_scale: tf.Tensor  # float32 scalar placeholder (default 1): the schedule's multiplier
-    saver: tf1.train.Saver  # the rolling last KEEP_CHECKPOINTS checkpoints
-    best_saver: tf1.train.Saver  # the best validated checkpoint, in its own directory
+    saver: tf1.train.Saver  # the rolling last KEEP_CHECKPOINTS (the best is linked apart: aocr.checkpointer)
     init: tf.Operation
     validation: tuple[tf.Tensor, Recognition] | None  # inference graph on the training variables
 
@@ -68,7 +67,6 @@ def build_training_graph(scan: LabelScan, params: ModelParams, settings: dict, s
                     validation = Recognizer.build(params, settings["gpu_id"], decoding)
         strategy.build_ops()
         saver = tf1.train.Saver(max_to_keep=KEEP_CHECKPOINTS)
-        best_saver = tf1.train.Saver(max_to_keep=1)
         init = tf1.global_variables_initializer()
-    return TrainingGraph(graph, model, ops, global_step, images_in_batch, learning_rate, rate_scale, saver,
-                         best_saver, init, validation)
+    return TrainingGraph(graph, model, ops, global_step, images_in_batch, learning_rate, rate_scale, saver, init,
+                         validation)

@@ -78,20 +78,27 @@ def test_best_checkpoint_survives_rotation_and_is_chosen(tmp_path):
     graph = tf.Graph()
     with graph.as_default():
         weight = tf1.get_variable("weight", [], initializer=tf1.zeros_initializer())
-        savers = (tf1.train.Saver(max_to_keep=2), tf1.train.Saver(max_to_keep=1))
+        saver = tf1.train.Saver(max_to_keep=2)
         with tf1.Session() as session:
             session.run(weight.initializer)
             scores = _ScriptedValidation([0.1, 0.5, 0.3, 0.2, 0.2, 0.5])
-            checkpointer = Checkpointer(model_dir, ModelParams(), savers, scores, writer=None)
+            checkpointer = Checkpointer(model_dir, ModelParams(), saver, scores, writer=None)
             for step in range(1, 6):
+                session.run(weight.assign(float(step)))
                 checkpointer.save(session, step, elapsed=float(step))
             assert tf.train.latest_checkpoint(model_dir).endswith("model.ckpt-5")
             assert not tf.io.gfile.exists(f"{model_dir}/model.ckpt-2.index")  # rotated away
             assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-2")
             assert choose_checkpoint(model_dir, "latest").endswith("model.ckpt-5")
             assert load_best_score(model_dir).step == 2 and checkpointer.since_best == 3
+            session.run(weight.assign(6.0))
             checkpointer.save(session, 6, elapsed=6.0)  # as good as step 2 and newer: kept, but no improvement
-    assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-6") and checkpointer.since_best == 4
+            assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-6") and checkpointer.since_best == 4
+            assert sorted(path.name for path in (tmp_path / "model" / "best").glob("model.ckpt-*")) == [
+                "model.ckpt-6.data-00000-of-00001", "model.ckpt-6.index"]  # the step-2 files are gone
+            session.run(weight.assign(0.0))
+            saver.restore(session, choose_checkpoint(model_dir, "best"))
+            assert session.run(weight) == 6.0
 
 
 def test_fine_tuning_carries_the_rows_of_shared_characters():
