@@ -35,6 +35,7 @@ def test_dataset_train_test_predict_export_all_in_ram(capsys):
                  "--batch-size", "8", "--max-steps", "2", "--steps-per-checkpoint", "1", *no_log]) == 0
     assert tf.io.gfile.exists(f"{root}/model/params.json")
     assert tf.train.latest_checkpoint(f"{root}/model").endswith("-2")
+    assert tf.train.latest_checkpoint(f"{root}/model/best") is not None  # copied there: no hard links in ram://
     assert [n for n in tf.io.gfile.listdir(f"{root}/model") if n.startswith("events.out.tfevents")]
 
     capsys.readouterr()
