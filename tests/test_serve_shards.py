@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from aocr.serving.servables import load_servable
-from aocr.serving.shards import Shards
+from aocr.serving.shards import Shards, cgroup_cpu_limit
 from aocr.serving.status import Code, ServingError
 from tests.conftest import run_aocr
 
@@ -52,3 +52,18 @@ def test_a_bad_image_fails_its_batch_once_every_shard_is_done_and_the_next_batch
         version.run(batch)
     assert failed.value.code == Code.INVALID_ARGUMENT
     assert version.run(widest_first)["output"].shape == (len(widest_first),)
+
+
+@pytest.mark.parametrize("files, cpus", [
+    ({"cpu.max": "200000 100000\n"}, 2.0),
+    ({"cpu.max": "150000 100000\n"}, 1.5),
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3.0),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_a_containers_cpu_quota_is_read_from_cgroup_v2_or_v1(tmp_path, files, cpus):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_limit(str(tmp_path)) == cpus

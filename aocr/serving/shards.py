@@ -10,9 +10,11 @@ batches run whole, as before.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -22,13 +24,33 @@ from aocr.images import scaled_width
 Outputs = dict[str, np.ndarray]
 
 
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> float | None:
+    """The CPUs a container's quota allows (cgroup v2 `cpu.max`, or v1 `cpu/cpu.cfs_quota_us` and
+    `cpu.cfs_period_us`), or None without a quota: `docker --cpus 2` on a 64-core host gives 2.0."""
+    base = Path(root)
+    try:
+        quota, period = (base / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:
+            quota = (base / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (base / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        allowed = int(quota) / int(period)
+    except (ValueError, ZeroDivisionError):  # "max", or a file in a form we do not know: no quota
+        return None
+    return allowed if allowed > 0 else None
+
+
 def cpu_shards() -> int:
-    """How many shards a batch runs as: the CPU cores this process may use, or 1 where a GPU is visible."""
+    """How many shards a batch runs as: the CPU cores this process may use (its affinity, within a container's
+    quota), or 1 where a GPU is visible."""
     if tf.config.list_physical_devices("GPU"):
         return 1
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    quota = cgroup_cpu_limit()
+    return max(1, min(cores, math.ceil(quota)) if quota else cores)
 
 
 def one_thread_per_op(config: tf.compat.v1.ConfigProto, shards: int) -> None:
