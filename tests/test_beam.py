@@ -103,8 +103,15 @@ def mean_log_probability(candidate, steps):
 
 
 def test_n_best_candidates_are_distinct_and_ordered_best_first(trained_model, params, images):
-    results = answers(trained_model, params, Decoding(beam_width=5, n_best=3), images)
-    for result in results:
+    """In a batch, and for an image read alone, whose decoding stops before the last step."""
+    recognizer = Recognizer.load(str(trained_model), params, decoding=Decoding(beam_width=5, n_best=3))
+    try:
+        results = recognizer.run_batch(images)
+        alone = [recognizer.run_batch([image])[0] for image in images[:4]]
+    finally:
+        recognizer.close()
+    assert [[c.text for c in r.candidates] for r in alone] == [[c.text for c in r.candidates] for r in results[:4]]
+    for result in results + alone:
         texts = [c.text for c in result.candidates]
         scores = [mean_log_probability(c, params.decoder_steps) for c in result.candidates]
         assert len(texts) == 3 and len(set(texts)) == 3

@@ -158,6 +158,9 @@ def beam_decode(encoded: tf.Tensor, mask: tf.Tensor, num_classes: int, steps: in
     # Once every hypothesis has ended, further steps could only add EOS at probability 1: stop.
     loop = tf.while_loop(lambda step, _previous, _state, beam, _history: tf.logical_not(tf.reduce_all(beam.finished)),
                          one_step, (tf.constant(0), previous, state, beam, history), maximum_iterations=steps)
-    beam, history = loop[3], _Step(*(array.stack() for array in loop[4]))
+    # A TensorArray stacks all `steps` entries, zeros for the steps not run: tracing back through those
+    # (parents 0) would make every hypothesis the first one's copy, so only the steps run are kept.
+    steps_run, beam = loop[0], loop[3]
+    history = _Step(*(array.stack()[:steps_run] for array in loop[4]))
     _, order = tf.nn.top_k(beam.scores / beam.lengths, width)
     return _trace_back(history, order, steps)
