@@ -29,6 +29,7 @@ from aocr.precision import serving_precision
 from aocr.serving.batching import BatchOptions
 from aocr.serving.rest import App
 from aocr.serving.servables import Servable, load_servable, parse_labels
+from aocr.serving.traffic import Traffic
 
 log = logging.getLogger("aocr")
 
@@ -107,11 +108,11 @@ def request_threads(batching: BatchOptions | None) -> int:
     return min(MAX_REQUEST_THREADS, max(MIN_REQUEST_THREADS, wanted))
 
 
-def start_rest(servable: Servable, args: argparse.Namespace, threads: int) -> object:
+def start_rest(servable: Servable, args: argparse.Namespace, threads: int, traffic: Traffic) -> object:
     """A waitress server for the REST API with `threads` request threads, listening but not yet serving."""
     from waitress.server import create_server
 
-    app = App(servable, args.max_request_bytes, REQUEST_TIMEOUT_S)
+    app = App(servable, args.max_request_bytes, REQUEST_TIMEOUT_S, traffic)
     try:
         return create_server(app, host=args.host, port=args.port, threads=threads,
                              max_request_body_size=args.max_request_bytes + 1024)
@@ -119,7 +120,7 @@ def start_rest(servable: Servable, args: argparse.Namespace, threads: int) -> ob
         raise AocrError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port") from None
 
 
-def start_grpc(servable: Servable, args: argparse.Namespace, threads: int) -> Any:
+def start_grpc(servable: Servable, args: argparse.Namespace, threads: int, traffic: Traffic) -> Any:
     """TF Serving's gRPC API on --grpc-port with `threads` request threads (None with --grpc-port 0, or where
     its packages are missing)."""
     if not args.grpc_port:
@@ -131,7 +132,7 @@ def start_grpc(servable: Servable, args: argparse.Namespace, threads: int) -> An
                     "the REST API serves as usual", e)
         return None
     server = grpc_api.start(servable, args.host, args.grpc_port, args.max_request_bytes, threads,
-                            REQUEST_TIMEOUT_S)
+                            REQUEST_TIMEOUT_S, traffic)
     log.info("gRPC API (TF Serving's PredictionService and ModelService) at %s:%d", args.host, args.grpc_port)
     return server
 
@@ -155,10 +156,11 @@ def run(args: argparse.Namespace) -> int:
     precision = serving_precision(args.precision)
     servable = load_servable(args.export_path, args.model_name, args.export_version, labels, batching, precision)
     grpc_server = rest_server = None
+    traffic = Traffic()
     try:
         threads = request_threads(batching)
-        grpc_server = start_grpc(servable, args, threads)
-        rest_server = start_rest(servable, args, threads)
+        grpc_server = start_grpc(servable, args, threads, traffic)
+        rest_server = start_rest(servable, args, threads, traffic)
     except AocrError:
         if grpc_server is not None:
             grpc_server.stop(grace=None)
@@ -197,4 +199,5 @@ def run(args: argparse.Namespace) -> int:
         rest_server.task_dispatcher.shutdown(cancel_pending=True, timeout=5)
         wasyncore.close_all(rest_server._map)
         servable.close(DRAIN_TIMEOUT_S)
+        traffic.flush()
     return 0

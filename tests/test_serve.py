@@ -42,7 +42,7 @@ def start_server(export_dir, *flags, cwd, env=None, before="", later_log=None):
         url = match.group(1) if match else None
         assert line or process.poll() is None, "aocr serve exited before listening:\n" + "".join(lines)
     assert url, "aocr serve did not report its address"
-    # Keep reading its log (one line per request), or a full pipe would stall the server.
+    # Keep reading its log (a line per failed request), or a full pipe would stall the server.
     sink = later_log if later_log is not None else []
     threading.Thread(target=sink.extend, args=(process.stderr,), daemon=True).start()
     return process, url, lines
@@ -315,7 +315,9 @@ def test_serve_without_an_export_is_a_clear_error(tmp_path):
 
 
 def test_sigterm_answers_the_requests_in_flight_then_exits(exported, digits_set, expected):
-    process, url, _ = start_server(exported, "--version", "1", "--grpc-port", "0", cwd=exported.parent)
+    later_log = []
+    process, url, _ = start_server(exported, "--version", "1", "--grpc-port", "0", cwd=exported.parent,
+                                   later_log=later_log)
     host, port = url.removeprefix("http://").split(":")
     body = json.dumps({"instances": [{"b64": b64(digits_set.images[1])}] * 16})
     connections = []
@@ -337,6 +339,8 @@ def test_sigterm_answers_the_requests_in_flight_then_exits(exported, digits_set,
     assert process.returncode == 0
     assert [status for status, _ in answers] == [200] * 6
     assert all(row["output"] == expected[1] for _, answer in answers for row in answer["predictions"])
+    time.sleep(0.5)  # the log reader's last lines
+    assert any(re.search(r"last \d+ s: 6 requests .*, 0 failed; latency p50", line) for line in later_log), later_log
 
 
 def test_version_label_mistakes_are_clear_errors(exported):

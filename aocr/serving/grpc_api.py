@@ -31,6 +31,7 @@ from aocr import savedmodel
 from aocr.errors import AocrError
 from aocr.serving.servables import Servable, require_image_bytes
 from aocr.serving.status import Code, ServingError, invalid
+from aocr.serving.traffic import Traffic
 
 log = logging.getLogger("aocr")
 
@@ -85,8 +86,8 @@ def input_images(proto: Any) -> np.ndarray:
 
 
 
-def answer(context: Any, method: str, work: Callable[[], Any]) -> Any:
-    """Run one RPC: its response, or an abort with TF Serving's code and text; one log line each."""
+def answer(context: Any, method: str, work: Callable[[], Any], traffic: Traffic) -> Any:
+    """Run one RPC: its response, or an abort with TF Serving's code and text; counted in `traffic`."""
     started = time.perf_counter()
     code, message = Code.OK, ""
     try:
@@ -97,7 +98,7 @@ def answer(context: Any, method: str, work: Callable[[], Any]) -> Any:
         log.exception("gRPC %s failed", method)
         code, message = Code.INTERNAL, "Internal error"
     finally:
-        log.info("gRPC %s %s %.1f ms", method, code.name, 1000 * (time.perf_counter() - started))
+        traffic.record(f"gRPC {method}", code.name, code == Code.OK, time.perf_counter() - started)
     if len(message) > MESSAGE_LIMIT:
         message = message[:MESSAGE_LIMIT] + "...TRUNCATED"
     context.abort(grpc.StatusCode[code.name], message)
@@ -107,17 +108,18 @@ def answer(context: Any, method: str, work: Callable[[], Any]) -> Any:
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """Predict and GetModelMetadata; Classify, Regress and MultiInference answer UNIMPLEMENTED."""
 
-    def __init__(self, servable: Servable, default_timeout: float) -> None:
+    def __init__(self, servable: Servable, default_timeout: float, traffic: Traffic) -> None:
         self.servable = servable
         self.default_timeout = default_timeout
+        self.traffic = traffic
 
     def Predict(self, request: Any, context: Any) -> Any:  # noqa: N802 (the gRPC method's name)
         """PredictRequest -> PredictResponse."""
-        return answer(context, "Predict", lambda: self.predict(request, context.time_remaining()))
+        return answer(context, "Predict", lambda: self.predict(request, context.time_remaining()), self.traffic)
 
     def GetModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
         """GetModelMetadataRequest (metadata_field "signature_def") -> GetModelMetadataResponse."""
-        return answer(context, "GetModelMetadata", lambda: self.metadata(request))
+        return answer(context, "GetModelMetadata", lambda: self.metadata(request), self.traffic)
 
     def predict(self, request: Any, time_remaining: float | None) -> Any:
         """TensorflowPredictor::Predict and RunPredict, in their order of checks."""
@@ -166,12 +168,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """GetModelStatus; HandleReloadConfigRequest answers UNIMPLEMENTED (one model, fixed at start)."""
 
-    def __init__(self, servable: Servable) -> None:
+    def __init__(self, servable: Servable, traffic: Traffic) -> None:
         self.servable = servable
+        self.traffic = traffic
 
     def GetModelStatus(self, request: Any, context: Any) -> Any:  # noqa: N802
         """GetModelStatusRequest -> GetModelStatusResponse (labels play no part, as in TF Serving)."""
-        return answer(context, "GetModelStatus", lambda: self.status(request))
+        return answer(context, "GetModelStatus", lambda: self.status(request), self.traffic)
 
     def status(self, request: Any) -> Any:
         """GetModelStatusImpl: every loaded version, or the one asked for, AVAILABLE."""
@@ -187,14 +190,14 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def start(servable: Servable, host: str, port: int, max_message_bytes: int, threads: int,
-          default_timeout: float) -> grpc.Server:
+          default_timeout: float, traffic: Traffic) -> grpc.Server:
     """A started gRPC server with both services on host:port; a port in use is an AocrError."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
                          options=[("grpc.max_receive_message_length", max_message_bytes),
                                   ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(servable, default_timeout), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(servable), server)
+        PredictionService(servable, default_timeout, traffic), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(servable, traffic), server)
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError:

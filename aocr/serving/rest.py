@@ -26,6 +26,7 @@ from aocr import savedmodel
 from aocr.serving import rest_json
 from aocr.serving.servables import Servable, Version, require_image_bytes
 from aocr.serving.status import Code, ServingError, invalid
+from aocr.serving.traffic import Traffic
 
 log = logging.getLogger("aocr")
 
@@ -123,10 +124,11 @@ def other_method_body(servable: Servable, route: Route, raw: bytes) -> dict:
 class App:
     """The WSGI application: TF Serving's routing, JSON in and out, one log line per request."""
 
-    def __init__(self, servable: Servable, max_request_bytes: int, timeout: float) -> None:
+    def __init__(self, servable: Servable, max_request_bytes: int, timeout: float, traffic: Traffic) -> None:
         self.servable = servable
         self.max_request_bytes = max_request_bytes
         self.timeout = timeout
+        self.traffic = traffic
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -144,7 +146,7 @@ class App:
             payload, headers = b"", []
         headers.append(("Content-Length", str(len(payload))))
         start_response(f"{status} {REASONS.get(status, 'Error')}", headers)
-        log.info("%s %s %d %.1f ms", method, path, status, 1000 * (time.perf_counter() - started))
+        self.traffic.record(f"{method} {path}", str(status), status < 400, time.perf_counter() - started)
         return [payload]
 
     def dispatch(self, method: str, path: str, environ: dict) -> dict:
