@@ -147,7 +147,7 @@ def check_image(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS, uprigh
 def scaled_width(image: bytes) -> float:
     """Width after resizing to height 32, from the header alone (for grouping by width); 0 when unreadable."""
     try:
-        with Image.open(io.BytesIO(image)) as opened:
+        with _open(image) as opened:
             width, height = opened.size
     except Exception:  # any unreadable header: the graph will say what is wrong
         return 0.0

@@ -122,7 +122,8 @@ def other_method_body(servable: Servable, route: Route, raw: bytes) -> dict:
 
 
 class App:
-    """The WSGI application: TF Serving's routing, JSON in and out, one log line per request."""
+    """The WSGI application: TF Serving's routing, JSON in and out, each request counted in `traffic`
+    (aocr.serving.traffic)."""
 
     def __init__(self, servable: Servable, max_request_bytes: int, timeout: float, traffic: Traffic) -> None:
         self.servable = servable
