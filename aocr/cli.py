@@ -179,6 +179,9 @@ def _shape_flags() -> argparse.ArgumentParser:
                    help=f"the height images are resized to for the CNN, {defaults.MIN_IMAGE_HEIGHT}-"
                         f"{defaults.MAX_IMAGE_HEIGHT} (default: {defaults.IMAGE_HEIGHT}); 48 or 64 keep more detail "
                         "of small print or dense scripts, at a cost in speed")
+    g.add_argument("--cnn", choices=defaults.CNNS, default=None,
+                   help=f"the CNN (default for a new model: {defaults.CNN}): 'compact' is sized to train fast on "
+                        "CPUs, 'original' is the original aocr's wider network")
     g.add_argument("--color", action="store_true", default=None, help="read RGB instead of grayscale")
     g.add_argument("--attn-num-hidden", type=_positive_int, default=None,
                    help=f"units per decoder layer (default: {defaults.ATTN_NUM_HIDDEN})")
@@ -465,7 +468,11 @@ def run_command() -> None:
     """The `aocr` command and `python -m aocr`: main(), then exit with its status. When a training
     session is still closing in the background (its input threads finishing a batch; everything is
     saved), the process exits at once instead of waiting for it."""
-    status = main()
+    try:
+        status = main()
+    except KeyboardInterrupt:  # before the command's own handling: while Python or TensorFlow was still loading
+        sys.stderr.write("aocr: interrupted\n")
+        status = 130
     strategy = sys.modules.get("aocr.strategy")
     if strategy is not None and strategy.closing_in_background():
         logging.shutdown()

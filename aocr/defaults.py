@@ -45,6 +45,10 @@ MAX_IMAGE_HEIGHT = 128
 # WIDTH_STRIDE*j .. WIDTH_STRIDE*(j+1)-1, and input widths are multiples of it.
 WIDTH_STRIDE = 4
 
+# The CNN (aocr.model.cnn.NETWORKS): "compact" is sized for CPUs; "original" is the original aocr's.
+CNNS = ("compact", "original")
+CNN = "compact"
+
 DEFAULT_CHARSET = string.digits + string.ascii_uppercase
 FULL_ASCII_CHARSET = "".join(chr(code) for code in range(32, 127))
 

@@ -19,6 +19,9 @@ from aocr.fileio import join, read_bytes, write_bytes_atomic
 from aocr.precision import inference_precision
 
 PARAMS_FILE = "params.json"
+# The format of params.json. 1 (files without the field): written before the CNN was a choice, so
+# their models have the original aocr's network; 2 adds "cnn".
+FORMAT_VERSION = 2
 
 # The value a user can give for a size or the charset to have it taken from the training data.
 AUTO = "auto"
@@ -64,6 +67,7 @@ SHAPE_FLAGS = (
     ShapeFlag("use_gru", "--use-gru", _when_set("use_gru", True)),
     ShapeFlag("target_embedding_size", "--target-embedding-size", _value_of("target_embedding_size")),
     ShapeFlag("image_height", "--image-height", _value_of("image_height")),
+    ShapeFlag("cnn", "--cnn", _value_of("cnn")),
 )
 FLAG_OF = {row.field: row.flag for row in SHAPE_FLAGS}
 
@@ -114,6 +118,7 @@ class ModelParams:
     use_gru: bool = False
     target_embedding_size: int = defaults.TARGET_EMBEDDING_SIZE
     image_height: int = defaults.IMAGE_HEIGHT  # the height images are resized to for the CNN
+    cnn: str = defaults.CNN  # the CNN's channels: a name of aocr.model.cnn.NETWORKS
 
     def __post_init__(self) -> None:
         for name in ("max_width", "max_height", "max_prediction", "attn_num_hidden",
@@ -123,6 +128,8 @@ class ModelParams:
         if not defaults.MIN_IMAGE_HEIGHT <= self.image_height <= defaults.MAX_IMAGE_HEIGHT:
             raise AocrError(f"--image-height must be {defaults.MIN_IMAGE_HEIGHT} to {defaults.MAX_IMAGE_HEIGHT}, "
                             f"got {self.image_height}")
+        if self.cnn not in defaults.CNNS:
+            raise AocrError(f"--cnn must be one of {', '.join(defaults.CNNS)}, got {self.cnn!r}")
         if self.channels not in (1, 3):
             raise AocrError(f"channels must be 1 (grayscale) or 3 (--color), got {self.channels}")
         try:
@@ -142,12 +149,33 @@ class ModelParams:
         return max(stride, stride * math.ceil(scaled / stride))
 
     @property
+    def encoder_units(self) -> int:
+        """Units per direction of the encoder's BiLSTM: attn_num_hidden with the compact CNN, whose
+        features are narrower; attn_num_hidden * attn_num_layers with the original's, as the original."""
+        return self.attn_num_hidden * (self.attn_num_layers if self.cnn == "original" else 1)
+
+    @property
     def decoder_steps(self) -> int:
         """Decoder steps: up to max_prediction characters, then EOS."""
         return self.max_prediction + 1
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+        fields = dict(dataclasses.asdict(self), format_version=FORMAT_VERSION)
+        return json.dumps(fields, indent=2, sort_keys=True) + "\n"
+
+
+def _upgrade(stored: dict[str, Any], path: str) -> dict[str, Any]:
+    """The fields of a params.json of any format version, as this version's ModelParams takes them."""
+    fields = dict(stored)
+    version = fields.pop("format_version", 1)
+    if not isinstance(version, int) or version < 1:
+        raise AocrError(f"{path}: format_version {version!r} is not a version; restore the file or retrain")
+    if version > FORMAT_VERSION:
+        raise AocrError(f"{path}: format version {version} was written by a newer aocr (this one reads up to "
+                        f"{FORMAT_VERSION}); upgrade aocr with pip install --upgrade")
+    if version < 2:
+        fields.setdefault("cnn", "original")
+    return fields
 
 
 def params_path(model_dir: str) -> str:
@@ -163,6 +191,9 @@ def load(model_dir: str) -> ModelParams | None:
         stored = json.loads(read_bytes(path).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise AocrError(f"{path}: not valid JSON ({e}); restore it or retrain with --no-resume") from None
+    if not isinstance(stored, dict):
+        raise AocrError(f"{path}: not a JSON object; restore it or retrain with --no-resume")
+    stored = _upgrade(stored, path)
     known = {f.name for f in dataclasses.fields(ModelParams)}
     unknown = sorted(set(stored) - known)
     if unknown:

@@ -22,6 +22,10 @@ from aocr.errors import AocrError
 log = logging.getLogger("aocr")
 
 BF16_CPU_FLAGS = {"amx_bf16", "avx512_bf16"}
+# oneDNN's ISA limits (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA) that still include bfloat16
+# arithmetic; any other value, AVX2 for one, keeps oneDNN to kernels without it.
+BF16_ISA_LIMITS = {"ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+                   "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2"}
 
 
 def cpu_has_bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
@@ -34,28 +38,66 @@ def cpu_has_bf16_units(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return bool(BF16_CPU_FLAGS & set(flags.split(":", 1)[1].split()))
 
 
+def isa_limit() -> str | None:
+    """The ISA oneDNN is limited to by the environment, upper-cased, or None when it is not limited."""
+    limit = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return limit.strip().upper() if limit else None
+
+
+def bf16_units_missing() -> str | None:
+    """Why oneDNN has no bfloat16 units to run on here, or None when it has them."""
+    if not cpu_has_bf16_units():
+        return "this CPU has no bfloat16 units (AMX or AVX-512 BF16)"
+    limit = isa_limit()
+    if limit is not None and limit not in BF16_ISA_LIMITS:
+        return f"ONEDNN_MAX_CPU_ISA={limit} keeps oneDNN to kernels without bfloat16"
+    return None
+
+
 def _visible_gpu() -> int | None:
     """0 where TensorFlow sees a GPU (which it then uses), None where it sees none."""
     return 0 if tf.config.list_physical_devices("GPU") else None
 
 
 def _warn_without_units(gpu_id: int | None) -> None:
-    if gpu_id is None and not cpu_has_bf16_units():
-        log.warning("--precision bfloat16: this CPU has no bfloat16 units (AMX or AVX-512 BF16), so the "
-                    "convolutions are emulated and slower than float32")
+    missing = bf16_units_missing() if gpu_id is None else None
+    if missing:
+        log.warning("--precision bfloat16: %s, so the bfloat16 convolutions are emulated, slower than float32 "
+                    "(--precision float32 or auto runs float32)", missing)
+
+
+def _auto(gpu_id: int | None) -> str:
+    """What --precision auto chooses, logged with the reason."""
+    if gpu_id is not None:
+        log.info("--precision auto: float32 on the GPU")
+        return "float32"
+    missing = bf16_units_missing()
+    if missing:
+        log.info("--precision auto: float32, since %s", missing)
+        return "float32"
+    log.info("--precision auto: bfloat16 convolutions on this CPU's bfloat16 units")
+    return "bfloat16"
 
 
 def inference_precision(choice: str, gpu_id: int | None) -> str:
-    """--precision of test and predict: "auto" is bfloat16 on a CPU with bfloat16 units when no --gpu-id
-    is given (2.4x faster on the benchmark's 500 images, none of their answers changed), float32 otherwise."""
-    if choice == "auto":
-        return "bfloat16" if gpu_id is None and cpu_has_bf16_units() else "float32"
-    return choice
+    """--precision of test and predict: "auto" is bfloat16 on a CPU with usable bfloat16 units when no
+    --gpu-id is given, float32 otherwise."""
+    return _auto(gpu_id) if choice == "auto" else choice
 
 
 def serving_precision(choice: str) -> str:
-    """--precision of aocr serve: "auto" is bfloat16 on a CPU with bfloat16 units where TensorFlow sees no GPU."""
-    return inference_precision(choice, _visible_gpu())
+    """--precision of aocr serve: "auto" is bfloat16 on a CPU with usable bfloat16 units where TensorFlow sees
+    no GPU. An explicit bfloat16 without those units serves float32, and says so: TensorFlow's rewrite of the
+    loaded graph into bfloat16 applies only where the units are, and would silently leave it float32."""
+    gpu = _visible_gpu()
+    if choice == "auto":
+        return _auto(gpu)
+    missing = bf16_units_missing() if gpu is None else None
+    if choice == "bfloat16" and missing:
+        log.warning("--precision bfloat16: %s, so TensorFlow does not rewrite the model into bfloat16: serving "
+                    "in float32", missing)
+        return "float32"
+    return choice
 
 
 # Matrix products stay float32 under the rewrite: the decoder's are small, one per step, and their casts
@@ -98,6 +140,6 @@ def training_compute_dtype(precision: str, gpu_id: int | None, in_cluster: bool 
     if precision == "bfloat16":
         _warn_without_units(gpu_id)
         return tf.bfloat16
-    if precision == "auto" and gpu_id is None and cpu_has_bf16_units():
-        return tf.bfloat16
+    if precision == "auto":
+        return tf.bfloat16 if _auto(gpu_id) == "bfloat16" else tf.float32
     return tf.float32

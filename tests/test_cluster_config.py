@@ -8,7 +8,10 @@ import tensorflow as tf
 
 from aocr.distributed import from_environment, parse_tf_config
 from aocr.errors import AocrError
-from aocr.precision import cpu_has_bf16_units, training_compute_dtype
+from aocr.precision import cpu_has_bf16_units, inference_precision, serving_precision, training_compute_dtype
+from tests.aocr_log import capture_aocr_log
+
+aocr_log = pytest.fixture(name="aocr_log")(capture_aocr_log)
 
 
 def tf_config(cluster: dict, task_type: str, index: int = 0) -> str:
@@ -76,7 +79,9 @@ def test_bf16_units_are_read_from_the_cpu_flags(tmp_path):
     assert not cpu_has_bf16_units(str(tmp_path / "missing"))
 
 
-def test_precision_choices():
+def test_precision_choices(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     has_units = cpu_has_bf16_units()
     assert training_compute_dtype("auto", None) == (tf.bfloat16 if has_units else tf.float32)
     assert training_compute_dtype("auto", 0) == tf.float32  # a GPU: float32 unless asked
@@ -85,3 +90,18 @@ def test_precision_choices():
     assert training_compute_dtype("auto", None, in_cluster=True) == tf.float32
     with pytest.raises(AocrError, match="--precision bfloat16 does not work in a cluster"):
         training_compute_dtype("bfloat16", None, in_cluster=True)
+
+
+@pytest.mark.skipif(not cpu_has_bf16_units(), reason="needs a CPU with bfloat16 units (AMX or AVX-512 BF16)")
+def test_auto_precision_treats_a_cpu_limited_to_avx2_as_one_without_bfloat16_units(monkeypatch, aocr_log):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert training_compute_dtype("auto", None) == tf.float32
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in aocr_log.text
+
+
+def test_auto_precision_says_what_it_chose_and_why(monkeypatch, aocr_log):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert inference_precision("auto", None) == "float32"
+    assert serving_precision("bfloat16") == "float32"
+    assert "--precision auto: float32, since" in aocr_log.text
+    assert "serving in float32" in aocr_log.text

@@ -1,5 +1,7 @@
 """params.json: written by train, read by the other verbs, contradictions named."""
 
+import json
+
 import pytest
 
 from aocr import params
@@ -53,3 +55,32 @@ def test_an_image_height_out_of_range_is_a_clear_error(height):
 
 def test_image_height_scales_the_input_width():
     assert ModelParams(max_width=160, max_height=60, image_height=64).image_width == 172
+
+
+def test_a_params_file_from_before_the_cnn_choice_reads_as_the_original_network(tmp_path):
+    (tmp_path / "params.json").write_text('{"max_width": 160, "max_height": 60, "max_prediction": 8, '
+                                          '"charset": "0123456789", "force_uppercase": true, "channels": 1, '
+                                          '"attn_num_hidden": 128, "attn_num_layers": 2, "use_gru": false, '
+                                          '"target_embedding_size": 10, "image_height": 32}')
+    loaded = params.load(str(tmp_path))
+    assert loaded.cnn == "original" and loaded.encoder_units == 256
+
+
+def test_a_new_model_has_the_compact_network_and_its_format_version(tmp_path):
+    params.save(str(tmp_path), ModelParams())
+    stored = json.loads((tmp_path / "params.json").read_text())
+    assert stored["cnn"] == "compact" and stored["format_version"] == params.FORMAT_VERSION
+    assert params.load(str(tmp_path)).encoder_units == 128
+
+
+def test_a_params_file_from_a_newer_aocr_is_a_clear_error(tmp_path):
+    stored = json.loads(ModelParams().to_json())
+    stored["format_version"] = params.FORMAT_VERSION + 1
+    (tmp_path / "params.json").write_text(json.dumps(stored))
+    with pytest.raises(AocrError, match="newer aocr"):
+        params.load(str(tmp_path))
+
+
+def test_an_unknown_cnn_is_a_clear_error():
+    with pytest.raises(AocrError, match="--cnn must be one of compact, original"):
+        ModelParams(cnn="resnet")

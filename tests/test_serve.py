@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from aocr.precision import bf16_units_missing
 from tests.conftest import run_aocr
 from tools import hostile_images
 
@@ -288,6 +289,8 @@ def test_as_many_concurrent_clients_as_max_batch_size_fill_one_batch(exported, d
     assert any("24 images from 24 requests" in line for line in batches), batches
 
 
+@pytest.mark.skipif(bf16_units_missing() is not None, reason="needs usable bfloat16 units (AMX or AVX-512 BF16, "
+                    "ONEDNN_MAX_CPU_ISA not below them): elsewhere the server runs float32 and says so")
 def test_precision_bfloat16_reads_the_same_texts_with_its_own_arithmetic(server, exported, digits_set):
     """--precision bfloat16 runs the float32 export in bfloat16: the same texts as the float32 server, the
     probabilities close to its but not all equal (equal ones would mean the flag was ignored)."""
@@ -307,6 +310,27 @@ def test_precision_bfloat16_reads_the_same_texts_with_its_own_arithmetic(server,
     differences = [abs(a["probability"] - b["probability"]) for a, b in zip(float32_rows, bfloat16_rows, strict=True)]
     assert max(differences) < 0.05
     assert max(differences) > 1e-7
+
+
+def test_precision_bfloat16_without_bfloat16_units_says_it_serves_float32(server, exported, digits_set):
+    """Where oneDNN has no bfloat16 units (here: limited to AVX2), TensorFlow would leave the graph float32:
+    the server says so and answers exactly as the float32 server, instead of claiming bfloat16."""
+    body = {"instances": [{"b64": b64(p)} for p in digits_set.images[:4]]}
+    status, float32_answer = call(server[0], "/v1/models/aocr:predict", body)
+    assert status == 200
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    process, url, lines = start_server(exported, "--precision", "bfloat16", "--max-batch-size", "3", "--grpc-port", "0",
+                                       cwd=exported.parent, env=env)
+    try:
+        status, answer = call(url, "/v1/models/aocr:predict", body)
+    finally:
+        stop_server(process)
+    log = "".join(lines)
+    assert status == 200 and "serving in float32" in log and "in float32" in lines[-1]
+    rows, float32_rows = answer["predictions"], float32_answer["predictions"]
+    assert [row["output"] for row in rows] == [row["output"] for row in float32_rows]
+    # float32 both, up to the last bits that AVX2's kernels may round otherwise than this CPU's own
+    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(rows, float32_rows, strict=True)) < 1e-5
 
 
 def test_serve_without_an_export_is_a_clear_error(tmp_path):

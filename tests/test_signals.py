@@ -95,6 +95,30 @@ def killed_at_the_end(process: subprocess.Popen) -> Iterator[None]:
             process.wait()
 
 
+def loads_tensorflow(process: subprocess.Popen, timeout: float) -> bool:
+    """Whether the process comes to map TensorFlow's native library (it is importing TensorFlow) within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError):
+            if "tensorflow" in Path(f"/proc/{process.pid}/maps").read_text():
+                return True
+        time.sleep(0.01)
+    return False
+
+
+def waits_to_open_a_fifo(process: subprocess.Popen, timeout: float) -> bool:
+    """Whether one of the process's threads comes to wait in the kernel for a FIFO's writer (Linux's
+    /proc/PID/task/*/wchan) within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        for wchan in Path(f"/proc/{process.pid}/task").glob("*/wchan"):
+            with contextlib.suppress(OSError):
+                if wchan.read_text() == "wait_for_partner":
+                    return True
+        time.sleep(0.05)
+    return False
+
+
 def block_reads(path: Path) -> None:
     """Put a FIFO without a writer where `path` was: whoever opens it next waits in the kernel."""
     fifo = path.with_name(path.name + ".fifo")
@@ -122,6 +146,18 @@ def test_a_first_signal_before_training_stops_at_once_even_inside_tensorflow(tmp
     os.mkfifo(records)
     process, lines = start_training(records, tmp_path)  # reading the records blocks in open()
     with killed_at_the_end(process):
-        time.sleep(8)  # past the imports, into the blocked read of the records
-        assert process.poll() is None, lines.text
+        assert waits_to_open_a_fifo(process, 300), "never blocked on the records: " + lines.text
         assert_forced_stop(process, lines, signal.SIGINT, "SIGINT received: stopping at once")
+
+
+def test_ctrl_c_while_python_and_tensorflow_load_is_one_line_and_status_130(tmp_path):
+    """A Ctrl-C before the command has started (the imports take seconds) exits 130 with one line, no traceback."""
+    process, lines = start_training(tmp_path / "missing.tfrecords", tmp_path)
+    with killed_at_the_end(process):
+        assert loads_tensorflow(process, 60), lines.text
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        lines.join(timeout=5)
+    assert process.returncode == 130, lines.text
+    assert "Traceback" not in lines.text and "KeyboardInterrupt" not in lines.text, lines.text
+    assert "interrupted" in lines.text or "SIGINT received" in lines.text, lines.text

@@ -1,6 +1,13 @@
-"""The sliding CNN: a VGG-style stack that turns an image into a sequence of feature columns."""
+"""The sliding CNN: a VGG-style stack that turns an image into a sequence of feature columns.
+
+Two networks share the same pools (height 32 -> 1, width W -> W/4) and differ in their channels:
+"original", the original aocr's, sized for GPUs, and "compact", sized for CPUs, which costs a
+fraction of its multiply-adds per column. params.json records which one a model has.
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import tensorflow as tf
 
@@ -8,16 +15,25 @@ from aocr import defaults
 
 tf1 = tf.compat.v1
 
-# (output channels, kernel size, batch norm, max pool (height, width) after the layer or None)
-LAYERS = (
-    (64, 3, False, (2, 2)),
-    (128, 3, False, (2, 2)),
-    (256, 3, True, None),
-    (256, 3, False, (2, 1)),
-    (512, 3, True, None),
-    (512, 3, False, (2, 1)),
-    (512, 2, True, (2, 1)),
-)
+
+class ConvLayer(NamedTuple):
+    channels: int  # output channels
+    kernel: int  # square kernel size
+    batch_norm: bool  # batch norm instead of a bias
+    pool: tuple[int, int] | None  # max pool (height, width) after the layer, or None
+
+
+def _stack(channels: tuple[int, ...]) -> tuple[ConvLayer, ...]:
+    """The original's seven layers (kernels, batch norms and pools) with the given output channels."""
+    shape = ((3, False, (2, 2)), (3, False, (2, 2)), (3, True, None), (3, False, (2, 1)),
+             (3, True, None), (3, False, (2, 1)), (2, True, (2, 1)))
+    return tuple(ConvLayer(width, *layer) for width, layer in zip(channels, shape, strict=True))
+
+
+NETWORKS = {
+    "original": _stack((64, 128, 256, 256, 512, 512, 512)),
+    "compact": _stack((32, 64, 96, 96, 128, 128, 256)),
+}
 WIDTH_STRIDE = defaults.WIDTH_STRIDE
 BN_DECAY = 0.9
 BN_EPSILON = 1e-3
@@ -48,14 +64,15 @@ def _mask_beyond(net: tf.Tensor, widths: tf.Tensor) -> tf.Tensor:
     return net * mask[:, None, :, None]
 
 
-def cnn_features(images: tf.Tensor, widths: tf.Tensor, training: bool,
-                 compute_dtype: tf.DType = tf.float32) -> tuple[tf.Tensor, list[tf.Operation]]:
+def cnn_features(images: tf.Tensor, widths: tf.Tensor, training: bool, compute_dtype: tf.DType = tf.float32,
+                 network: str = "compact") -> tuple[tf.Tensor, list[tf.Operation]]:
     """images: float32 [B, H, W, C], values 0-255, W a multiple of 4; widths: int32 [B], real widths.
 
-    Returns (features float32 [B, W/4, 512], batch-norm update ops, empty unless training).
-    Seven 3x3 convolutions (the last 2x2), batch norm on the 3rd, 5th and 7th, and max
-    pools 2x2, 2x2, 2x1, 2x1, 2x1 take height H to ceil(H / 32) (1 at the default 32) and width W
-    to W/4; the rows left are max-pooled into one, so every height gives the same weights' shapes.
+    Returns (features float32 [B, W/4, F], batch-norm update ops, empty unless training), F the last
+    layer's channels of NETWORKS[network]. Seven 3x3 convolutions (the last 2x2), batch norm on the
+    3rd, 5th and 7th, and max pools 2x2, 2x2, 2x1, 2x1, 2x1 take height H to ceil(H / 32) (1 at the
+    default 32) and width W to W/4; the rows left are max-pooled into one, so every height gives the
+    same weights' shapes.
 
     Each layer's output is zeroed beyond the image's real width, so the padding looks
     exactly like the convolutions' own zero padding: an image gives the same features
@@ -69,19 +86,31 @@ def cnn_features(images: tf.Tensor, widths: tf.Tensor, training: bool,
     scale = 1
     net = _mask_beyond(tf.cast((images - 128.0) / 128.0, compute_dtype), widths)
     with tf1.variable_scope("cnn"):
-        for number, (channels, kernel, batch_norm, pool) in enumerate(LAYERS, start=1):
+        for number, layer in enumerate(NETWORKS[network], start=1):
             with tf1.variable_scope(f"conv{number}"):
                 weights = tf1.get_variable(
-                    "weights", [kernel, kernel, net.shape[-1], channels],
+                    "weights", [layer.kernel, layer.kernel, net.shape[-1], layer.channels],
                     initializer=tf1.variance_scaling_initializer(scale=2.0))
                 net = tf.nn.conv2d(net, tf.cast(weights, compute_dtype), strides=1, padding="SAME")
-                if batch_norm:
+                if layer.batch_norm:
                     net = _batch_norm(net, training, updates)
                 else:
-                    bias = tf1.get_variable("bias", [channels], initializer=tf1.zeros_initializer())
+                    bias = tf1.get_variable("bias", [layer.channels], initializer=tf1.zeros_initializer())
                     net = net + tf.cast(bias, compute_dtype)
                 net = _mask_beyond(tf.nn.relu(net), widths // scale)
-            if pool is not None:
-                net = tf.nn.max_pool2d(net, ksize=(pool[0], pool[1]), strides=(pool[0], pool[1]), padding="SAME")
-                scale *= pool[1]
+            if layer.pool is not None:
+                net = tf.nn.max_pool2d(net, ksize=layer.pool, strides=layer.pool, padding="SAME")
+                scale *= layer.pool[1]
     return tf.cast(tf.reduce_max(net, axis=1), tf.float32), updates
+
+
+def multiply_adds_per_column(network: str, image_height: int = defaults.IMAGE_HEIGHT, channels: int = 1) -> int:
+    """The convolutions' multiply-adds per input column of an image of the given height (forward pass)."""
+    total, rows, columns_share, depth = 0, image_height, 1.0, channels
+    for layer in NETWORKS[network]:
+        total += int(rows * columns_share * layer.kernel * layer.kernel * depth * layer.channels)
+        depth = layer.channels
+        if layer.pool is not None:
+            rows = -(-rows // layer.pool[0])
+            columns_share /= layer.pool[1]
+    return total

@@ -93,10 +93,10 @@ def encode(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, training: 
     """The CNN and the encoder: images float32 [B, H, W, C], widths int32 [B] -> encoded float32
     [B, T, D] (T = W / 4), columns int32 [B] (real columns), mask bool [B, T], and the batch norm
     update ops (training only)."""
-    features, bn_updates = cnn_features(images, widths, training=training, compute_dtype=cnn_dtype)
+    features, bn_updates = cnn_features(images, widths, training=training, compute_dtype=cnn_dtype,
+                                         network=params.cnn)
     columns = widths // WIDTH_STRIDE
-    encoded = bidirectional_lstm(features, columns, params.attn_num_hidden * params.attn_num_layers,
-                                 training)
+    encoded = bidirectional_lstm(features, columns, params.encoder_units, training)
     mask = tf.sequence_mask(columns, tf.shape(encoded)[1])
     return encoded, columns, mask, bn_updates
 
