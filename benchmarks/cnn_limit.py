@@ -67,8 +67,8 @@ def pipeline_batch_widths(tfrecords: str, params, batch_size: int, batches: int)
 
 def inference_batch_widths(images: list[bytes], params, batch_size: int) -> list[int]:
     """Padded widths of the batches `aocr predict` forms from these images."""
-    from aocr.images import scaled_width
-    from aocr.recognizer import width_batches
+    from aocr.core.images import scaled_width
+    from aocr.inference.recognizer import width_batches
 
     out = []
     for batch in width_batches(images, batch_size):

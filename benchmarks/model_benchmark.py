@@ -28,11 +28,11 @@ from cnn_limit import images_per_second, inference_batch_widths, pipeline_batch_
 from common import OUT, SHAPE, captcha_set, machine, print_table, rendered_set, timed_stream, write_json  # noqa: E402
 from learning import LearningRun, learning_curve  # noqa: E402
 
-from aocr import defaults  # noqa: E402
-from aocr.params import ModelParams  # noqa: E402
-from aocr.precision import training_compute_dtype  # noqa: E402
-from aocr.recognizer import Recognizer  # noqa: E402
-from aocr.train import TrainConfig, train  # noqa: E402
+from aocr.core import defaults  # noqa: E402
+from aocr.core.params import ModelParams  # noqa: E402
+from aocr.core.precision import training_compute_dtype  # noqa: E402
+from aocr.inference.recognizer import Recognizer  # noqa: E402
+from aocr.training.trainer import TrainConfig, train  # noqa: E402
 
 # The measurements of the original aocr on a 2-core AVX2 machine, as ratios to the
 # bare-CNN limit measured on that same machine: its training ran at 1/1.7 of the limit and

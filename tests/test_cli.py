@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from aocr import defaults
+from aocr.core import defaults
 from aocr.cli import COMMANDS, build_parser, note_ignored_flags
 from tests.conftest import run_aocr
 

@@ -1,13 +1,14 @@
-"""The one table between the shape flags and ModelParams (aocr.params.SHAPE_FLAGS), in-process."""
+"""The one table between the shape flags and ModelParams (aocr.core.params.SHAPE_FLAGS), in-process."""
 
 import dataclasses
 
 import pytest
 
-from aocr import defaults, params
+from aocr.core import defaults
+from aocr.core import params
 from aocr.cli import build_parser
-from aocr.errors import AocrError
-from aocr.params import SHAPE_FLAGS, ModelParams, explicit_shape
+from aocr.core.errors import AocrError
+from aocr.core.params import SHAPE_FLAGS, ModelParams, explicit_shape
 
 
 def shape_of(*flags: str) -> dict:

@@ -7,7 +7,7 @@ import tensorflow as tf
 from aocr.data.augment import augment
 from aocr.data.preprocess import preprocess_image
 from aocr.data.records import LabelScan
-from aocr.params import ModelParams
+from aocr.core.params import ModelParams
 
 # Bucket edges every 8 pixels (2 CNN columns): images of similar width share a batch,
 # and each batch is padded only to its own widest image.

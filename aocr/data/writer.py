@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from aocr import defaults
-from aocr.charset import Charset, normalize_label
+from aocr.core import defaults
+from aocr.core.charset import Charset, normalize_label
 from aocr.data.annotations import BAD_CHARACTER, Annotation, parse_annotations
 from aocr.data.survey import charset_from_flag, choose_shape, is_auto, preview, warn_unreachable
-from aocr.errors import AocrError
-from aocr.fileio import atomic_output, read_bytes
-from aocr.images import BadImage, image_size
-from aocr.params import explicit_shape
-from aocr.progress import Progress
+from aocr.core.errors import AocrError
+from aocr.core.files import atomic_output, read_bytes
+from aocr.core.images import BadImage, image_size
+from aocr.core.params import explicit_shape
+from aocr.core.progress import Progress
 
 log = logging.getLogger("aocr")
 

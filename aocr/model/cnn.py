@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from aocr import defaults
+from aocr.core import defaults
 
 tf1 = tf.compat.v1
 
