@@ -12,8 +12,8 @@ from pathlib import Path
 from common import OUT
 
 from aocr.core.params import ModelParams
-from aocr.inference.recognizer import Recognizer
 from aocr.inference.evaluate import evaluate
+from aocr.inference.recognizer import Recognizer
 from aocr.training.trainer import TrainConfig, train
 
 ALIGNED_PERPLEXITY = 2.0

@@ -20,12 +20,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import LEARNED_MODEL, machine, print_table, rendered_test_images, write_json  # noqa: E402
 
-from aocr.core import defaults  # noqa: E402
-from aocr.core import savedmodel  # noqa: E402
+from aocr.core import (
+    defaults,  # noqa: E402
+    savedmodel,  # noqa: E402
+)
 from aocr.core import params as model_params  # noqa: E402
-from aocr.export.export import export_savedmodel, sample_image  # noqa: E402
 from aocr.core.params import GREEDY  # noqa: E402
 from aocr.core.session import choose_checkpoint  # noqa: E402
+from aocr.export.export import export_savedmodel, sample_image  # noqa: E402
 from aocr.export.tflite import export_tflite, read_tflite  # noqa: E402
 
 

@@ -6,9 +6,9 @@ import json
 import pytest
 import tensorflow as tf
 
-from aocr.training.distributed import from_environment, parse_tf_config
 from aocr.core.errors import AocrError
 from aocr.core.precision import cpu_has_bf16_units, training_compute_dtype
+from aocr.training.distributed import from_environment, parse_tf_config
 
 
 def tf_config(cluster: dict, task_type: str, index: int = 0) -> str:

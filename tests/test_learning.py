@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aocr.training.checkpoints import Checkpointer, load_best_score
-from aocr.data.augment import augment
-from aocr.data.records import expand_dataset_paths
-from aocr.data.holdout import split_scan
-from aocr.training.warm_start import class_mapping
-from aocr.inference.metrics import Accuracy
-from aocr.model.model import alignment_prior_loss
 from aocr.core.params import ModelParams
 from aocr.core.session import choose_checkpoint
+from aocr.data.augment import augment
+from aocr.data.holdout import split_scan
+from aocr.data.records import expand_dataset_paths
+from aocr.inference.metrics import Accuracy
+from aocr.model.model import alignment_prior_loss
+from aocr.training.checkpoints import Checkpointer, load_best_score
+from aocr.training.warm_start import class_mapping
 from tests.conftest import TINY_SHAPE, run_aocr
 
 tf1 = tf.compat.v1

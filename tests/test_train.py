@@ -10,8 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from aocr.core import params
-from aocr.core import savedmodel
+from aocr.core import params, savedmodel
 from aocr.inference.recognizer import Recognizer
 from tests.conftest import TINY_SHAPE, TRAINED_STEPS, render_images, run_aocr, write_annotations
 

@@ -13,8 +13,8 @@ import zlib
 
 from aocr.core import defaults
 from aocr.core.charset import Charset
-from aocr.data.records import LabelScan, Record, scan_labels
 from aocr.core.params import ModelParams
+from aocr.data.records import LabelScan, Record, scan_labels
 
 HASH_RANGE = 2**32
 

@@ -20,10 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 from aocr.core.charset import Charset, charset_from_text, find_bad_char, normalize_label
-from aocr.data.annotations import read_utf8
-from aocr.data.records import iter_records
 from aocr.core.errors import AocrError
 from aocr.core.images import BadImage, image_size
+from aocr.data.annotations import read_utf8
+from aocr.data.records import iter_records
 
 log = logging.getLogger("aocr")
 

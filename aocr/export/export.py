@@ -1,22 +1,22 @@
-"""`aocr export`: the latest checkpoint -> a SavedModel for TensorFlow Serving (DIR/VERSION/) or a
-frozen graph (DIR/frozen_graph.pb). Shapes and charset come from the model dir's params.json."""
+"""`aocr export`'s library (its flags: aocr.cli.export): the latest checkpoint -> a SavedModel for TensorFlow
+Serving (DIR/VERSION/) or a frozen graph (DIR/frozen_graph.pb). Shapes and charset come from the model dir's
+params.json."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import random
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
+from aocr.core import defaults
 from aocr.core import params as model_params
-from aocr.data.survey import resolve_flags
-from aocr.data.synthetic import load_font, render
 from aocr.core.errors import AocrError
 from aocr.core.files import atomic_output, join, temp_path_beside
-from aocr.core.params import GREEDY, Decoding, ModelParams, decoding_of, explicit_shape
+from aocr.core.params import GREEDY, Decoding, ModelParams
 from aocr.core.savedmodel import (
     BEAM_WIDTH_NAME,
     CHAR_PROBABILITIES_KEY,
@@ -36,8 +36,9 @@ from aocr.core.savedmodel import (
     version_path,
     versions,
 )
-from aocr.export.graph import INPUT_NAME, PROBABILITY_NAME, TEXT_NAME, ServingTensors, build_serving_graph
 from aocr.core.session import choose_checkpoint, restore, session_config
+from aocr.data.synthetic import load_font, render
+from aocr.export.graph import INPUT_NAME, PROBABILITY_NAME, TEXT_NAME, ServingTensors, build_serving_graph
 from aocr.export.tflite import export_tflite
 
 tf1 = tf.compat.v1
@@ -192,28 +193,31 @@ def check_frozen_graph(path: str) -> None:
     check_outputs(text, probability, f"the frozen graph {path}")
 
 
-def run(args: argparse.Namespace) -> int:
-    explicit = resolve_flags(explicit_shape(args))
-    params = model_params.resolve(explicit, model_params.require(args.model_dir), args.model_dir)
-    checkpoint = choose_checkpoint(args.model_dir, args.checkpoint)
-    decoding = decoding_of(args)
-    if args.format == "savedmodel":
-        path = export_savedmodel(checkpoint, params, args.export_path, args.export_version, args.force, decoding)
+def export_model(model_dir: str, explicit: dict[str, Any], export_path: str,
+                 export_format: str = defaults.EXPORT_FORMAT, version: int | None = None, force: bool = False,
+                 checkpoint: str = defaults.CHECKPOINT, decoding: Decoding = GREEDY) -> str:
+    """`aocr export`'s work: model_dir's checkpoint ("best", "latest" or a path) -> export_path as export_format
+    ("savedmodel", "frozengraph" or "tflite"); returns the path written. explicit: the ModelParams fields given,
+    resolved (aocr.data.survey.resolve_flags), checked against params.json. version: savedmodel only."""
+    params = model_params.resolve(explicit, model_params.require(model_dir), model_dir)
+    checkpoint = choose_checkpoint(model_dir, checkpoint)
+    if export_format == "savedmodel":
+        path = export_savedmodel(checkpoint, params, export_path, version, force, decoding)
         log.info("exported %s as SavedModel %s (signature %s: input 'input', outputs 'output', 'probability'; "
                  "signature %s: outputs 'texts', 'probabilities', 'char_probabilities' of %d candidates; "
                  "beam width %d)", checkpoint, path, SIGNATURE, N_BEST_SIGNATURE, decoding.n_best,
                  decoding.beam_width)
         log.info("serve it with `aocr serve %s` or `tensorflow_model_server --rest_api_port=8501 "
-                 "--model_name=aocr --model_base_path=%s`", args.export_path, args.export_path)
-    elif args.export_version is not None:
+                 "--model_name=aocr --model_base_path=%s`", export_path, export_path)
+    elif version is not None:
         raise AocrError("--version applies to --format savedmodel only")
-    elif args.format == "tflite":
-        path = export_tflite(checkpoint, params, args.export_path, args.force, decoding, sample_image())
+    elif export_format == "tflite":
+        path = export_tflite(checkpoint, params, export_path, force, decoding, sample_image())
         log.info("exported %s as TensorFlow Lite %s (inputs 'images' float32 [1, %d, %d, %d] and 'widths' int32 [1], "
                  "outputs 'ids' and 'probabilities' per decoder step; the charset in params.json beside it)",
                  checkpoint, path, params.image_height, params.image_width, params.channels)
     else:
-        path = export_frozen_graph(checkpoint, params, args.export_path, args.force, decoding)
+        path = export_frozen_graph(checkpoint, params, export_path, force, decoding)
         log.info("exported %s as frozen graph %s (input %s:0, outputs %s:0 and %s:0; beam width %d in %s:0)",
                  checkpoint, path, INPUT_NAME, TEXT_NAME, PROBABILITY_NAME, decoding.beam_width, BEAM_WIDTH_NAME)
-    return 0
+    return path

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from aocr.core.params import GREEDY, Decoding, ModelParams
+from aocr.core.savedmodel import BEAM_WIDTH_NAME
 from aocr.data.preprocess import preprocess_batch
 from aocr.model.lexicon import decoding_lexicon
 from aocr.model.model import recognize_pixels
-from aocr.core.params import GREEDY, Decoding, ModelParams
-from aocr.core.savedmodel import BEAM_WIDTH_NAME
 
 tf1 = tf.compat.v1
 

@@ -22,13 +22,13 @@ import tensorflow as tf
 
 from aocr.core import params as model_params
 from aocr.core.charset import EOS_ID
-from aocr.data.preprocess import pad_to_width, preprocess_image
 from aocr.core.errors import AocrError
 from aocr.core.files import atomic_output, join
-from aocr.model.model import build_model
 from aocr.core.params import Decoding, ModelParams
-from aocr.inference.recognizer import Recognizer
 from aocr.core.session import restore, session_config
+from aocr.data.preprocess import pad_to_width, preprocess_image
+from aocr.inference.recognizer import Recognizer
+from aocr.model.model import build_model
 
 tf1 = tf.compat.v1
 

@@ -1,19 +1,16 @@
-"""`aocr test`: a trained model on TFRecords -> word and character accuracy (and, with
---visualize, attention maps and an HTML report)."""
+"""`aocr test`'s library (its flags: aocr.cli.test): a trained model on TFRecords -> word and character accuracy
+(and, with --visualize, attention maps and an HTML report)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Callable
 
-from aocr.data.records import Record, expand_dataset_paths, iter_records
-from aocr.data.survey import resolve_flags
 from aocr.core.errors import AocrError
-from aocr.inference.metrics import Accuracy, Coverage
-from aocr.core.params import decoding_of, explicit_shape
-from aocr.inference.predict import CHUNK_BATCHES
 from aocr.core.progress import Progress
+from aocr.data.records import Record, expand_dataset_paths, iter_records
+from aocr.inference.metrics import Accuracy, Coverage
+from aocr.inference.predict import CHUNK_BATCHES
 from aocr.inference.recognizer import Recognizer, Result, chunks
 from aocr.inference.visualize import AttentionWriter
 
@@ -67,18 +64,19 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
     return accuracy
 
 
-def run(args: argparse.Namespace) -> int:
-    recognizer = Recognizer.from_model_dir(args.model_dir, resolve_flags(explicit_shape(args)), args.gpu_id,
-                                           args.checkpoint, decoding_of(args))
-    recognizer.max_pixels = args.max_image_pixels
-    writer = AttentionWriter(args.output_dir) if args.visualize else None
+def score_model(recognizer: Recognizer, dataset: str, batch_size: int, headline_full_match: bool = False,
+                output_dir: str | None = None) -> Accuracy:
+    """`aocr test`'s work: evaluate, then log the accuracy and the probabilities' coverage; closes the recognizer.
+
+    output_dir, when given, receives the attention maps and an HTML report."""
+    writer = AttentionWriter(output_dir) if output_dir is not None else None
 
     def visualize(record: Record, label: str, result: Result) -> None:
         writer.add(record.comment or f"record-{record.position}", record.image, result, label)
 
     coverage = Coverage()
     try:
-        accuracy = evaluate(recognizer, args.dataset_path, args.batch_size, args.no_distance,
+        accuracy = evaluate(recognizer, dataset, batch_size, headline_full_match,
                             visualize if writer else None, coverage)
     finally:
         recognizer.close()
@@ -87,4 +85,4 @@ def run(args: argparse.Namespace) -> int:
     log.info("%s", accuracy.summary())
     for line in coverage.summary_lines():
         log.info("%s", line)
-    return 0
+    return accuracy

@@ -1,5 +1,6 @@
-"""`aocr predict`: image files -> 'path<TAB>text<TAB>probability' lines on stdout, or with
---format jsonl one JSON object per image (per-character probabilities, and the n-best candidates).
+"""`aocr predict`'s library (its flags: aocr.cli.predict): image files -> 'path<TAB>text<TAB>probability' lines
+on stdout, or with --format jsonl one JSON object per image (per-character probabilities, and the n-best
+candidates).
 
 Paths come from the arguments (files, or directories of images) or, with none, from
 stdin one per line, so `find ... | aocr predict` works as it did in the original.
@@ -7,7 +8,6 @@ stdin one per line, so `find ... | aocr predict` works as it did in the original
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -16,11 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 import tensorflow as tf
 
 from aocr.core import defaults
-from aocr.data.survey import resolve_flags
 from aocr.core.errors import AocrError
 from aocr.core.files import join, read_bytes
 from aocr.core.images import BadImage, image_size
-from aocr.core.params import decoding_of, explicit_shape
 from aocr.inference.recognizer import Recognizer, Result, chunks
 from aocr.inference.visualize import AttentionWriter
 
@@ -111,21 +109,21 @@ def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk
     return recognized, failed
 
 
-def run(args: argparse.Namespace) -> int:
-    recognizer = Recognizer.from_model_dir(args.model_dir, resolve_flags(explicit_shape(args)), args.gpu_id,
-                                           args.checkpoint, decoding_of(args))
-    recognizer.max_pixels = args.max_image_pixels
-    interactive = not args.paths and sys.stdin.isatty()
+def predict_files(recognizer: Recognizer, paths: list[str], batch_size: int, output_format: str = "tsv",
+                  with_candidates: bool = False, output_dir: str | None = None) -> None:
+    """`aocr predict`'s work: each image of `paths` (files or directories; none: stdin's lines) read and its
+    line printed; closes the recognizer. output_format: "tsv" or "jsonl" (with_candidates: the n-best with it);
+    output_dir, when given, receives the attention maps and their report."""
+    interactive = not paths and sys.stdin.isatty()
     if interactive:
         log.info("reading image paths from the terminal, one per line; Ctrl-D to end")
-    paths = expand_paths(args.paths) if args.paths else stdin_paths()
+    named = expand_paths(paths) if paths else stdin_paths()
     # At a terminal each path is answered at once; in a pipe, images are batched.
-    chunk_size = 1 if interactive else args.batch_size * CHUNK_BATCHES
-    writer = AttentionWriter(args.output_dir) if args.visualize else None
-    with_candidates = args.n_best is not None
-    line = tsv_line if args.format == "tsv" else (lambda path, result: json_line(path, result, with_candidates))
+    chunk_size = 1 if interactive else batch_size * CHUNK_BATCHES
+    writer = AttentionWriter(output_dir) if output_dir is not None else None
+    line = tsv_line if output_format == "tsv" else (lambda path, result: json_line(path, result, with_candidates))
     try:
-        recognized, failed = predict(recognizer, paths, args.batch_size, chunk_size, writer, line)
+        recognized, failed = predict(recognizer, named, batch_size, chunk_size, writer, line)
     finally:
         recognizer.close()
         if writer and writer.entries:
@@ -134,4 +132,3 @@ def run(args: argparse.Namespace) -> int:
         raise AocrError("no image could be read" if failed else "no image path given")
     if failed:
         log.warning("%d of %d images could not be read", failed, recognized + failed)
-    return 0

@@ -21,9 +21,6 @@ from aocr.core import defaults
 from aocr.core import params as model_params
 from aocr.core.errors import first_line_of
 from aocr.core.images import check_image_header, scaled_width
-from aocr.model.lexicon import decoding_lexicon, outside_lexicon
-from aocr.inference.graph import recognize_bytes
-from aocr.model.model import Recognition
 from aocr.core.params import GREEDY, Decoding, ModelParams
 from aocr.core.session import (
     choose_checkpoint,
@@ -33,6 +30,9 @@ from aocr.core.session import (
     session_config,
     with_constant_weights,
 )
+from aocr.inference.graph import recognize_bytes
+from aocr.model.lexicon import decoding_lexicon, outside_lexicon
+from aocr.model.model import Recognition
 
 tf1 = tf.compat.v1
 T = TypeVar("T")

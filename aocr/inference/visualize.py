@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from aocr.core.files import join, write_bytes_atomic
 from aocr.inference.metrics import Accuracy
-from aocr.model.cnn import WIDTH_STRIDE
 from aocr.inference.recognizer import Result
+from aocr.model.cnn import WIDTH_STRIDE
 
 # Word crops are about 100x30 pixels: drawn at that size, a step's heat map and character are
 # hard to make out, so frames are scaled up to DISPLAY_HEIGHT (never down, and no wider than
@@ -101,9 +101,10 @@ def encode_gif(frames: list[Image.Image]) -> bytes:
 
 @functools.lru_cache(maxsize=1)
 def report_template() -> Template:
-    """index.html's page (aocr/templates/report.html, package data): $title, $summary, $count and $rows
+    """index.html's page (aocr/inference/templates/report.html, package data): $title, $summary, $count and $rows
     are filled in, each already HTML-escaped; its style and script are inline, so it opens offline."""
-    return Template(importlib.resources.files("aocr").joinpath("templates/report.html").read_text(encoding="utf-8"))
+    page = importlib.resources.files("aocr.inference").joinpath("templates/report.html")
+    return Template(page.read_text(encoding="utf-8"))
 
 
 def safe_name(text: str) -> str:

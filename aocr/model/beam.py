@@ -21,8 +21,8 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from aocr.core.charset import EOS_ID, FIRST_CHAR_ID
-from aocr.model.lexicon import Lexicon
 from aocr.model.decoder import DecoderState, pad_steps, start_decoder
+from aocr.model.lexicon import Lexicon
 
 # The log-probability of an extension that must never be chosen (a finished hypothesis going on
 # with a character, PAD or GO anywhere); finite, so that sums of them stay ordered numbers.

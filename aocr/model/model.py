@@ -10,13 +10,13 @@ from typing import Literal
 import tensorflow as tf
 
 from aocr.core.charset import EOS_ID, FIRST_CHAR_ID, PAD_ID
-from aocr.model.lexicon import Lexicon
+from aocr.core.params import GREEDY, Decoding, ModelParams
+from aocr.core.precision import inference_compute_dtype
 from aocr.model.beam import beam_decode
 from aocr.model.cnn import WIDTH_STRIDE, cnn_features
 from aocr.model.decoder import attention_decode
 from aocr.model.encoder import bidirectional_lstm
-from aocr.core.params import GREEDY, Decoding, ModelParams
-from aocr.core.precision import inference_compute_dtype
+from aocr.model.lexicon import Lexicon
 
 Mode = Literal["train", "infer"]
 

@@ -1,4 +1,5 @@
-"""`aocr serve`: an exported SavedModel behind TensorFlow Serving's REST API, for one model.
+"""`aocr serve`'s server (its flags: aocr.cli.serve): an exported SavedModel behind TensorFlow Serving's REST
+API, for one model.
 
     GET  /v1/models/NAME[/versions/V | /labels/L]            model status
     GET  /v1/models/NAME[/versions/V | /labels/L]/metadata   signature definitions
@@ -15,15 +16,16 @@ imports no model or export code.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import threading
 import time
 import weakref
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from aocr.core import defaults
 from aocr.core.errors import AocrError
 from aocr.core.precision import serving_precision
 from aocr.serving.batching import BatchOptions
@@ -42,6 +44,25 @@ MIN_REQUEST_THREADS = 16
 MAX_REQUEST_THREADS = 256
 MAX_ENQUEUED_IMAGES = 4096  # images waiting for a batch; more are refused with UNAVAILABLE (HTTP 503)
 ARRIVAL_TIMEOUT_S = 60.0  # longest a request (headers and body) may take to arrive; then its connection is closed
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What `aocr serve` serves and how: its flags, as plain values (aocr.cli.serve reads them)."""
+
+    export_path: str  # the directory `aocr export` wrote
+    model_name: str = defaults.SERVE_MODEL_NAME
+    host: str = defaults.SERVE_HOST
+    port: int = defaults.SERVE_PORT  # the REST API's
+    grpc_port: int = 8500  # 0: no gRPC
+    version: int | None = None  # the version to serve (None: the newest)
+    version_labels: tuple[str, ...] = ()  # "LABEL=VERSION", as --version-label takes them
+    max_request_bytes: int = defaults.MAX_REQUEST_BYTES
+    enable_batching: bool = True
+    max_batch_size: int = 32
+    batch_timeout_micros: int | None = None  # None: the adaptive wait
+    num_batch_threads: int = 1
+    precision: str = defaults.INFERENCE_PRECISIONS[0]  # "auto", "float32" or "bfloat16" (aocr.core.precision)
 
 
 class SlowArrivals:
@@ -108,22 +129,23 @@ def request_threads(batching: BatchOptions | None) -> int:
     return min(MAX_REQUEST_THREADS, max(MIN_REQUEST_THREADS, wanted))
 
 
-def start_rest(servable: Servable, args: argparse.Namespace, threads: int, traffic: Traffic) -> object:
+def start_rest(servable: Servable, options: ServeOptions, threads: int, traffic: Traffic) -> object:
     """A waitress server for the REST API with `threads` request threads, listening but not yet serving."""
     from waitress.server import create_server
 
-    app = App(servable, args.max_request_bytes, REQUEST_TIMEOUT_S, traffic)
+    app = App(servable, options.max_request_bytes, REQUEST_TIMEOUT_S, traffic)
     try:
-        return create_server(app, host=args.host, port=args.port, threads=threads,
-                             max_request_body_size=args.max_request_bytes + 1024)
+        return create_server(app, host=options.host, port=options.port, threads=threads,
+                             max_request_body_size=options.max_request_bytes + 1024)
     except OSError as e:
-        raise AocrError(f"cannot listen on {args.host}:{args.port} ({e.strerror}); pick another --port") from None
+        raise AocrError(f"cannot listen on {options.host}:{options.port} ({e.strerror}); "
+                        "pick another --port") from None
 
 
-def start_grpc(servable: Servable, args: argparse.Namespace, threads: int, traffic: Traffic) -> Any:
+def start_grpc(servable: Servable, options: ServeOptions, threads: int, traffic: Traffic) -> Any:
     """TF Serving's gRPC API on --grpc-port with `threads` request threads (None with --grpc-port 0, or where
     its packages are missing)."""
-    if not args.grpc_port:
+    if not options.grpc_port:
         return None
     try:
         from aocr.serving import grpc_api
@@ -131,36 +153,37 @@ def start_grpc(servable: Servable, args: argparse.Namespace, threads: int, traff
         log.warning("gRPC is off (%s): `pip install 'aocr[grpc]'` adds it (tensorflow-serving-api and grpcio); "
                     "the REST API serves as usual", e)
         return None
-    server = grpc_api.start(servable, args.host, args.grpc_port, args.max_request_bytes, threads,
+    server = grpc_api.start(servable, options.host, options.grpc_port, options.max_request_bytes, threads,
                             REQUEST_TIMEOUT_S, traffic)
-    log.info("gRPC API (TF Serving's PredictionService and ModelService) at %s:%d", args.host, args.grpc_port)
+    log.info("gRPC API (TF Serving's PredictionService and ModelService) at %s:%d", options.host,
+             options.grpc_port)
     return server
 
 
-def batch_options(args: argparse.Namespace) -> BatchOptions | None:
+def batch_options(options: ServeOptions) -> BatchOptions | None:
     """The batching flags (None with --no-enable-batching)."""
-    if not args.enable_batching:
+    if not options.enable_batching:
         return None
-    timeout = args.batch_timeout_micros
+    timeout = options.batch_timeout_micros
     if timeout is not None and timeout < 0:
         raise AocrError("--batch-timeout-micros must be 0 or more")
-    return BatchOptions(max_batch_size=args.max_batch_size, timeout_s=None if timeout is None else timeout / 1e6,
-                        num_batch_threads=args.num_batch_threads,
-                        max_enqueued_images=max(MAX_ENQUEUED_IMAGES, args.max_batch_size))
+    return BatchOptions(max_batch_size=options.max_batch_size, timeout_s=None if timeout is None else timeout / 1e6,
+                        num_batch_threads=options.num_batch_threads,
+                        max_enqueued_images=max(MAX_ENQUEUED_IMAGES, options.max_batch_size))
 
 
-def run(args: argparse.Namespace) -> int:
+def serve(options: ServeOptions) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
-    labels = parse_labels(args.version_label or [])
-    batching = batch_options(args)
-    precision = serving_precision(args.precision)
-    servable = load_servable(args.export_path, args.model_name, args.export_version, labels, batching, precision)
+    labels = parse_labels(options.version_labels or [])
+    batching = batch_options(options)
+    precision = serving_precision(options.precision)
+    servable = load_servable(options.export_path, options.model_name, options.version, labels, batching, precision)
     grpc_server = rest_server = None
     traffic = Traffic()
     try:
         threads = request_threads(batching)
-        grpc_server = start_grpc(servable, args, threads, traffic)
-        rest_server = start_rest(servable, args, threads, traffic)
+        grpc_server = start_grpc(servable, options, threads, traffic)
+        rest_server = start_rest(servable, options, threads, traffic)
     except AocrError:
         if grpc_server is not None:
             grpc_server.stop(grace=None)
@@ -179,12 +202,13 @@ def run(args: argparse.Namespace) -> int:
     served = ", ".join(str(number) for number in sorted(servable.versions, reverse=True))
     label_text = "".join(f", label {label}={number}" for label, number in sorted(labels.items()))
     if batching is not None:
-        wait = "adaptive wait" if batching.timeout_s is None else f"{args.batch_timeout_micros} µs timeout"
+        wait = "adaptive wait" if batching.timeout_s is None else f"{options.batch_timeout_micros} µs timeout"
         log.info("batching: up to %d images, %s, %d batch threads, %d request threads", batching.max_batch_size,
                  wait, batching.num_batch_threads, threads)
     shards = servable.latest.shards.count
-    log.info("serving model '%s' version %s%s from %s at http://%s:%s/v1/models/%s, in %s%s%s", args.model_name,
-             served, label_text, args.export_path, args.host, rest_server.effective_port, args.model_name, precision,
+    log.info("serving model '%s' version %s%s from %s at http://%s:%s/v1/models/%s, in %s%s%s",
+             options.model_name, served, label_text, options.export_path, options.host, rest_server.effective_port,
+             options.model_name, precision,
              " (--precision float32 answers exactly as tensorflow_model_server)" if precision == "bfloat16" else "",
              f"; each batch runs as up to {shards} shards, one per CPU core" if shards > 1 else "")
     try:

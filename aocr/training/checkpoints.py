@@ -21,9 +21,9 @@ import tensorflow as tf
 
 from aocr.core import params as model_params
 from aocr.core.files import join, link_or_copy, read_bytes, write_bytes_atomic
-from aocr.inference.metrics import Accuracy
 from aocr.core.params import ModelParams
 from aocr.core.session import best_dir
+from aocr.inference.metrics import Accuracy
 from aocr.training.validation import Validation
 
 tf1 = tf.compat.v1

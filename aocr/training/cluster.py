@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 
 import tensorflow as tf
 
-from aocr.training.distributed import ClusterTask
 from aocr.core.errors import AocrError
 from aocr.core.session import session_config
 from aocr.core.signals import StopRequest
+from aocr.training.distributed import ClusterTask
 from aocr.training.strategy import Strategy
 
 tf1 = tf.compat.v1

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from aocr.core.params import Decoding, ModelParams
+from aocr.core.session import model_device
 from aocr.data.pipeline import training_dataset
 from aocr.data.records import LabelScan
+from aocr.inference.recognizer import Recognizer
 from aocr.model.model import ModelOutputs, Recognition, build_model
 from aocr.model.optimize import TrainOps, build_train_op, make_optimizer
-from aocr.core.params import Decoding, ModelParams
-from aocr.inference.recognizer import Recognizer
-from aocr.core.session import model_device
 from aocr.training.strategy import Strategy
 
 tf1 = tf.compat.v1

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from aocr.training.checkpoints import Checkpointer
 from aocr.core.errors import AocrError
-from aocr.model.optimize import rate_scale, warmup_scale
 from aocr.core.progress import Progress
 from aocr.core.signals import StopRequest
+from aocr.model.optimize import rate_scale, warmup_scale
+from aocr.training.checkpoints import Checkpointer
+from aocr.training.graph import TrainingGraph
 from aocr.training.strategy import Strategy
 from aocr.training.summaries import write_scalars
-from aocr.training.graph import TrainingGraph
 
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")

@@ -1,38 +1,39 @@
-"""`aocr train`: TFRecords -> checkpoints, params.json and TensorBoard summaries in the model dir.
+"""`aocr train`'s library (its flags: aocr.cli.train): TFRecords -> checkpoints, params.json and TensorBoard
+summaries in the model dir.
 
 The parts: the training graph (aocr.training.graph), a session strategy for one machine or a
 cluster (aocr.training.strategy, aocr.training.cluster), and the loop with its checkpointer (aocr.training.loop,
-aocr.training.checkpoints). This module reads the flags into a TrainConfig and puts them together.
+aocr.training.checkpoints). This module puts them together as a TrainConfig says.
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import tensorflow as tf
 
 from aocr.core import defaults
-from aocr.training import distributed
 from aocr.core import params as model_params
-from aocr.training.checkpoints import CheckpointCallback, Checkpointer, note_changed_settings
-from aocr.training.cluster import ClusterStrategy, cluster_session_config, serve_parameters
-from aocr.data.records import each_problem_once, expand_dataset_paths, report_scan
-from aocr.data.survey import resolve_flags, resolve_from_data
 from aocr.core.errors import AocrError
-from aocr.data.holdout import Split, split_scan
-from aocr.training.warm_start import WEIGHT_SHAPING, warm_start
-from aocr.model.optimize import FINE_TUNE_WARMUP_STEPS, batch_scaled_rate
-from aocr.core.params import ModelParams, explicit_shape
+from aocr.core.params import ModelParams
 from aocr.core.precision import training_compute_dtype
 from aocr.core.session import best_dir, latest_checkpoint
 from aocr.core.signals import StopRequest
-from aocr.training.strategy import Strategy
+from aocr.data.holdout import Split, split_scan
+from aocr.data.records import each_problem_once, expand_dataset_paths, report_scan
+from aocr.data.survey import resolve_flags, resolve_from_data
+from aocr.model.optimize import FINE_TUNE_WARMUP_STEPS, batch_scaled_rate
+from aocr.training import distributed
+from aocr.training.checkpoints import CheckpointCallback, Checkpointer, note_changed_settings
+from aocr.training.cluster import ClusterStrategy, cluster_session_config, serve_parameters
 from aocr.training.graph import TrainingGraph, build_training_graph
 from aocr.training.loop import Limits, TrainingLoop
+from aocr.training.strategy import Strategy
 from aocr.training.validation import Validation
+from aocr.training.warm_start import WEIGHT_SHAPING, warm_start
 
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
@@ -52,7 +53,8 @@ class TrainConfig:
     resume: bool = True
     seed: int | None = None
     gpu_id: int | None = None
-    precision: str = defaults.PRECISION  # the CNN's arithmetic in training: auto, float32 or bfloat16 (aocr.core.precision)
+    # the CNN's arithmetic in training: auto, float32 or bfloat16 (aocr.core.precision)
+    precision: str = defaults.PRECISION
     augment: str = defaults.AUGMENT  # random distortions of the training images: none, light or strong
     validation: str | None = None  # TFRecords scored at every checkpoint (first defaults.VALIDATION_LIMIT records)
     validation_split: float = defaults.VALIDATION_SPLIT  # share of the training records held out (no --validation)
@@ -197,44 +199,31 @@ def _run_loop(config: TrainConfig, params: ModelParams, training: TrainingGraph,
     return step
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        dataset=args.dataset_path, model_dir=args.model_dir, batch_size=args.batch_size,
-        num_epoch=args.num_epoch, max_steps=args.max_steps, steps_per_checkpoint=args.steps_per_checkpoint,
-        optimizer=args.optimizer, learning_rate=args.initial_learning_rate,
-        max_gradient_norm=None if args.no_gradient_clipping else args.max_gradient_norm,
-        resume=not args.no_resume, seed=args.seed, gpu_id=args.gpu_id, precision=args.precision,
-        augment=args.augment, validation=args.validation, validation_split=args.validation_split,
-        patience=args.patience, max_minutes=args.max_minutes, init_from=args.init_from,
-        synchronous=not args.use_async, step_timeout=args.step_timeout, max_image_pixels=args.max_image_pixels)
-
-
-def params_from_args(args: argparse.Namespace) -> ModelParams:
-    """The model's params: its params.json when resuming, else the flags, the model named by
-    --init-from (for the sizes of the layers) and the training data (for what is left on auto)."""
-    stored = model_params.load(args.model_dir) if not args.no_resume else None
-    explicit = explicit_shape(args)
+def resolve_params(config: TrainConfig, explicit: dict[str, Any]) -> ModelParams:
+    """The model's params: its params.json when resuming, else the shape given (explicit: the ModelParams fields
+    set by flags, as given), the model named by init_from (for the sizes of the layers) and the training data
+    (for what is left on auto)."""
+    stored = model_params.load(config.model_dir) if config.resume else None
     if stored is None:
-        if args.init_from:
-            source = model_params.require(args.init_from)
+        if config.init_from:
+            source = model_params.require(config.init_from)
             explicit = {**{name: getattr(source, name) for name in WEIGHT_SHAPING}, **explicit}
-        explicit = resolve_from_data(explicit, expand_dataset_paths(args.dataset_path))
+        explicit = resolve_from_data(explicit, expand_dataset_paths(config.dataset))
     else:
         explicit = resolve_flags(explicit)
-    return model_params.resolve(explicit, stored, args.model_dir)
+    return model_params.resolve(explicit, stored, config.model_dir)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_training(config: TrainConfig, explicit: dict[str, Any]) -> int:
     """`aocr train`, watched for signals from start to end: one before or after the training loop stops at once
     (there is nothing to save), one during it saves and stops, and a second one always stops at once.
-    A bad record is named once, though a new model's files are read twice."""
+    A bad record is named once, though a new model's files are read twice. explicit: as resolve_params takes it."""
     with StopRequest(None), each_problem_once():
-        return _run(args)
+        return _run(config, explicit)
 
 
-def _run(args: argparse.Namespace) -> int:
-    params = params_from_args(args)
-    config = config_from_args(args)
+def _run(config: TrainConfig, explicit: dict[str, Any]) -> int:
+    params = resolve_params(config, explicit)
     cluster = distributed.from_environment()
     if cluster is None:
         train(config, params)

@@ -8,14 +8,14 @@ import logging
 import tensorflow as tf
 
 from aocr.core import defaults
-from aocr.data.records import expand_dataset_paths, iter_records
 from aocr.core.errors import AocrError
-from aocr.inference.metrics import Accuracy
-from aocr.model.model import Recognition
 from aocr.core.params import ModelParams
+from aocr.data.records import expand_dataset_paths, iter_records
+from aocr.inference.metrics import Accuracy
 from aocr.inference.recognizer import Recognizer, Result
-from aocr.training.summaries import write_scalars
 from aocr.inference.visualize import encode_png, stack_frames, step_frames
+from aocr.model.model import Recognition
+from aocr.training.summaries import write_scalars
 
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
