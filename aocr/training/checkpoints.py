@@ -147,7 +147,7 @@ class Checkpointer:
 
 
 def keep_checkpoint(path: str, directory: str) -> None:
-    """Make the checkpoint saved at `path` the only one of `directory`, by linking its files there (aocr.fileio.
+    """Make the checkpoint saved at `path` the only one of `directory`, by linking its files there (aocr.core.files.
     link_or_copy: the session is not saved twice), then pointing the directory's `checkpoint` file at it."""
     tf.io.gfile.makedirs(directory)
     kept = join(directory, basename(path))
