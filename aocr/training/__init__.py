@@ -1,3 +1,4 @@
-"""Training: the training graph (graph), one machine's or a cluster's session strategy (strategy, cluster,
-distributed), the loop (loop) with its checkpoints, validation and summaries, warm starts (warm_start), and
-trainer, which puts them together from a TrainConfig."""
+"""Training: the training graph (graph); the session strategy of one machine (strategy) or of a cluster
+(cluster: the chief's, workers' and parameter servers' sessions; distributed: reading TF_CONFIG); the loop
+(loop) with its checkpoints, validation and summaries; warm starts from another model (warm_start); and
+trainer, which puts them together as a TrainConfig says."""
