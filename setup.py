@@ -15,12 +15,13 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     packages=find_packages(include=["aocr", "aocr.*"]),
-    package_data={"aocr": ["templates/*.html"]},
+    package_data={"aocr.inference": ["templates/*.html"]},
     python_requires=">=3.10",
     install_requires=[line for line in (here / "requirements.txt").read_text().splitlines() if line.strip()],
     # gRPC serving: tensorflow-serving-api releases track TensorFlow's (2.21 needs TensorFlow 2.21), so pin it to
     # your TensorFlow's minor version if pip would otherwise move TensorFlow.
-    extras_require={"test": ["pytest", "pytest-xdist", "filelock", "ruff", "grpcio", "tensorflow-serving-api"],
+    extras_require={"test": ["pytest", "pytest-xdist", "filelock", "ruff", "import-linter", "grpcio",
+                             "tensorflow-serving-api"],
                     "grpc": ["grpcio", "tensorflow-serving-api"]},
     entry_points={"console_scripts": ["aocr=aocr.cli:run_command"]},
     classifiers=[

@@ -18,14 +18,16 @@ tf1 = tf.compat.v1
 
 
 def images_per_second(batch_widths: list[int], batch_size: int, training: bool, channels: int = 1,
-                      repeats: int = 1, compute_dtype: tf.DType = tf.float32) -> float:
-    """Images/s of the bare CNN over batches of the given padded widths (warm-up excluded)."""
+                      repeats: int = 1, compute_dtype: tf.DType = tf.float32, network: str = "compact") -> float:
+    """Images/s of the bare CNN (aocr.model.cnn.NETWORKS[network]) over batches of the given padded widths
+    (warm-up excluded)."""
     graph = tf.Graph()
     with graph.as_default():
         width = tf1.placeholder(tf.int32, [])
         images = tf.random.uniform(tf.stack([batch_size, 32, width, channels]), 0, 255)
         widths = tf.fill([batch_size], width)
-        features, updates = cnn_features(images, widths, training=training, compute_dtype=compute_dtype)
+        features, updates = cnn_features(images, widths, training=training, compute_dtype=compute_dtype,
+                                          network=network)
         if training:
             loss = tf.reduce_mean(tf.square(features))
             optimizer = tf1.train.GradientDescentOptimizer(1e-6)
@@ -67,8 +69,8 @@ def pipeline_batch_widths(tfrecords: str, params, batch_size: int, batches: int)
 
 def inference_batch_widths(images: list[bytes], params, batch_size: int) -> list[int]:
     """Padded widths of the batches `aocr predict` forms from these images."""
-    from aocr.images import scaled_width
-    from aocr.recognizer import width_batches
+    from aocr.core.images import scaled_width
+    from aocr.inference.recognizer import width_batches
 
     out = []
     for batch in width_batches(images, batch_size):

@@ -76,8 +76,8 @@ def rendered_test_images() -> tuple[list[str], list[bytes]]:
 
 def timed_stream(recognizer, images: list[bytes]) -> tuple[float, list]:
     """(ms/image, results) of one reading of `images` as `aocr predict` reads a stream: the Recognizer
-    (aocr.recognizer) in batches of the default size, similar widths together."""
-    from aocr import defaults
+    (aocr.inference.recognizer) in batches of the default size, similar widths together."""
+    from aocr.core import defaults
 
     start = time.perf_counter()
     results = recognizer.recognize(images, defaults.BATCH_SIZE)

@@ -32,15 +32,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OUT, machine, print_table, rendered_set, write_json  # noqa: E402
 from revision_speed import ROOT, checkout, child_env, median_rate, prediction_ms  # noqa: E402
 
-from aocr import params as model_params  # noqa: E402
+from aocr.core import params as model_params  # noqa: E402
 
 # (max_prediction, label lengths, max_width) of each measured shape
 SHAPES = ((8, (3, 8), 200), (32, (16, 32), 1000), (64, (40, 64), 1000))
 GRAPH_PROGRAM = """
 import json, sys
 import tensorflow as tf
-from aocr.model.model import build_model, recognize_bytes
-from aocr.params import ModelParams
+from aocr.model.model import build_model
+try:
+    from aocr.core.params import ModelParams
+    from aocr.inference.graph import recognize_bytes
+except ImportError:  # a revision from before aocr.core and aocr.inference
+    from aocr.model.model import recognize_bytes
+    from aocr.params import ModelParams
 tf1 = tf.compat.v1
 params = ModelParams(max_width=int(sys.argv[2]), max_height=32, max_prediction=int(sys.argv[1]))
 sizes = {}

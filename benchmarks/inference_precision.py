@@ -30,11 +30,11 @@ from common import (  # noqa: E402
     write_json,
 )
 
-from aocr import defaults  # noqa: E402
-from aocr import params as model_params  # noqa: E402
-from aocr.params import Decoding  # noqa: E402
-from aocr.precision import cpu_has_bf16_units  # noqa: E402
-from aocr.recognizer import Recognizer  # noqa: E402
+from aocr.core import defaults  # noqa: E402
+from aocr.core import params as model_params  # noqa: E402
+from aocr.core.params import Decoding  # noqa: E402
+from aocr.core.precision import cpu_has_bf16_units  # noqa: E402
+from aocr.inference.recognizer import Recognizer  # noqa: E402
 
 PRECISIONS = ("float32", "bfloat16")
 SERVED_BATCH = 8

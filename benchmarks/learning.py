@@ -11,10 +11,10 @@ from pathlib import Path
 
 from common import OUT
 
-from aocr.params import ModelParams
-from aocr.recognizer import Recognizer
-from aocr.test import evaluate
-from aocr.train import TrainConfig, train
+from aocr.core.params import ModelParams
+from aocr.inference.evaluate import evaluate
+from aocr.inference.recognizer import Recognizer
+from aocr.training.trainer import TrainConfig, train
 
 ALIGNED_PERPLEXITY = 2.0
 PERPLEXITY_LINE = re.compile(r"step (\d+): loss [\d.]+, perplexity ([\d.]+|inf)")

@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import LEARNED_MODEL, machine, print_table, rendered_test_images, write_json  # noqa: E402
 
-from aocr import params as model_params  # noqa: E402
-from aocr.params import Decoding  # noqa: E402
-from aocr.recognizer import Recognizer  # noqa: E402
+from aocr.core import params as model_params  # noqa: E402
+from aocr.core.params import Decoding  # noqa: E402
+from aocr.inference.recognizer import Recognizer  # noqa: E402
 
 LEXICON_WORDS = 10_000
 

@@ -32,8 +32,12 @@ RATE_LINE = re.compile(r"step (\d+): .* ([\d.]+) images/s")
 # Run inside the revision's own package: load the model and time a stream of images, best of `rounds`.
 PREDICT_PROGRAM = """
 import json, sys, time
-from aocr import params as model_params
-from aocr.recognizer import Recognizer
+try:
+    from aocr.core import params as model_params
+    from aocr.inference.recognizer import Recognizer
+except ImportError:  # a revision from before aocr.core and aocr.inference
+    from aocr import params as model_params
+    from aocr.recognizer import Recognizer
 model_dir, paths, rounds = sys.argv[1], sys.argv[2].split(","), int(sys.argv[3])
 data = [open(p, "rb").read() for p in paths]
 recognizer = Recognizer.load(model_dir, model_params.load(model_dir))

@@ -121,10 +121,10 @@ def measure(send: Sender, requests: int, clients: int, pid: int) -> dict:
 
 def predict_stream_ms(model_dir: str, images: list[bytes], precision: str, rounds: int = 3) -> float:
     """ms/image of `aocr predict`'s reading (the Recognizer, default batch size) of `images`: best of `rounds`."""
-    from aocr import defaults
-    from aocr import params as model_params
-    from aocr.params import Decoding
-    from aocr.recognizer import Recognizer
+    from aocr.core import defaults
+    from aocr.core import params as model_params
+    from aocr.core.params import Decoding
+    from aocr.inference.recognizer import Recognizer
 
     recognizer = Recognizer.load(model_dir, model_params.require(model_dir), decoding=Decoding(precision=precision))
     try:
@@ -171,7 +171,7 @@ def comma_list(kind: Callable[[str], object]) -> Callable[[str], list]:
 
 
 def main() -> None:
-    from aocr.precision import serving_precision
+    from aocr.core.precision import serving_precision
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default=str(LEARNED_MODEL), help="a trained model dir (default: %(default)s)")

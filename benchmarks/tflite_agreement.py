@@ -20,12 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import LEARNED_MODEL, machine, print_table, rendered_test_images, write_json  # noqa: E402
 
-from aocr import defaults, savedmodel  # noqa: E402
-from aocr import params as model_params  # noqa: E402
-from aocr.export import export_savedmodel, sample_image  # noqa: E402
-from aocr.params import GREEDY  # noqa: E402
-from aocr.session import choose_checkpoint  # noqa: E402
-from aocr.tflite import export_tflite, read_tflite  # noqa: E402
+from aocr.core import (
+    defaults,  # noqa: E402
+    savedmodel,  # noqa: E402
+)
+from aocr.core import params as model_params  # noqa: E402
+from aocr.core.params import GREEDY  # noqa: E402
+from aocr.core.session import choose_checkpoint  # noqa: E402
+from aocr.export.export import export_savedmodel, sample_image  # noqa: E402
+from aocr.export.tflite import export_tflite, read_tflite  # noqa: E402
 
 
 def savedmodel_texts(path: str, images: list[bytes]) -> list[str]:

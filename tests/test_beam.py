@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aocr import defaults, savedmodel
-from aocr import params as model_params
 from aocr.cli import main
+from aocr.core import defaults, savedmodel
+from aocr.core import params as model_params
+from aocr.core.params import Decoding
+from aocr.core.session import require_checkpoint
 from aocr.data.preprocess import preprocess_batch
-from aocr.export import export_savedmodel
-from aocr.metrics import Coverage
+from aocr.export.export import export_savedmodel
+from aocr.inference.evaluate import evaluate
+from aocr.inference.metrics import Coverage
+from aocr.inference.recognizer import Recognizer
 from aocr.model.beam import beam_decode
 from aocr.model.model import build_model, encode
-from aocr.params import Decoding
-from aocr.recognizer import Recognizer
-from aocr.session import require_checkpoint
-from aocr.test import evaluate
 from tests.conftest import run_aocr
 
 tf1 = tf.compat.v1

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aocr.charset import EOS_ID, FIRST_CHAR_ID, GO_ID, PAD_ID, Charset, charset_from_text, find_bad_char
+from aocr.core.charset import EOS_ID, FIRST_CHAR_ID, GO_ID, PAD_ID, Charset, charset_from_text, find_bad_char
 
 SCRIPTS = {
     "cyrillic": "Съешь же ещё этих булок",
@@ -45,7 +45,7 @@ def test_id_layout_keeps_pad_go_eos_first():
 
 
 def test_graph_id_table_decodes_multibyte_text():
-    """The inference graph's decoding, as aocr.model.model.recognize_bytes does it: gather each id's UTF-8
+    """The inference graph's decoding, as aocr.inference.graph.recognize_bytes does it: gather each id's UTF-8
     string from params.char_table.id_table(), blank the steps after the first EOS, join per row."""
     charset = Charset("".join(sorted(set("ПРИВЕТ МИР 안녕 漢字"))))
     rows = ["ПРИВЕТ МИР", "안녕", "漢字"]

@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from aocr import defaults
 from aocr.cli import COMMANDS, build_parser, note_ignored_flags
+from aocr.core import defaults
 from tests.conftest import run_aocr
 
 # Every flag of the original aocr (0.7.x, the last release) per subcommand, with a value

@@ -6,9 +6,9 @@ import json
 import pytest
 import tensorflow as tf
 
-from aocr.distributed import from_environment, parse_tf_config
-from aocr.errors import AocrError
-from aocr.precision import cpu_has_bf16_units, inference_precision, serving_precision, training_compute_dtype
+from aocr.core.errors import AocrError
+from aocr.core.precision import cpu_has_bf16_units, inference_precision, serving_precision, training_compute_dtype
+from aocr.training.distributed import from_environment, parse_tf_config
 from tests.aocr_log import capture_aocr_log
 
 aocr_log = pytest.fixture(name="aocr_log")(capture_aocr_log)

@@ -11,7 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from aocr.cli import build_parser
-from aocr.data import writer
+from aocr.cli import dataset as writer
 from aocr.data.records import iter_records
 from aocr.data.writer import LabelRules, write_dataset
 from tests.aocr_log import capture_aocr_log

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from aocr import params as model_params
-from aocr import savedmodel
-from aocr.tflite import read_tflite
+from aocr.core import params as model_params
+from aocr.core import savedmodel
+from aocr.export.tflite import read_tflite
 from tests.conftest import run_aocr
 
 

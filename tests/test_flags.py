@@ -1,13 +1,14 @@
-"""The one table between the shape flags and ModelParams (aocr.params.SHAPE_FLAGS), in-process."""
+"""The one table between the shape flags and ModelParams (aocr.cli.flags.SHAPE_FLAGS), in-process."""
 
 import dataclasses
 
 import pytest
 
-from aocr import defaults, params
 from aocr.cli import build_parser
-from aocr.errors import AocrError
-from aocr.params import SHAPE_FLAGS, ModelParams, explicit_shape
+from aocr.cli.flags import SHAPE_FLAGS, explicit_shape
+from aocr.core import defaults, params
+from aocr.core.errors import AocrError
+from aocr.core.params import ModelParams
 
 
 def shape_of(*flags: str) -> dict:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from aocr.core.images import BadImage, check_image_header, declared_too_large, gif_frames, image_size, read_header
+from aocr.core.params import ModelParams
 from aocr.data.preprocess import preprocess_image
 from aocr.data.records import scan_labels
 from aocr.data.writer import make_example
-from aocr.images import BadImage, check_image_header, declared_too_large, gif_frames, image_size, read_header
-from aocr.params import ModelParams
 from benchmarks.hostile_memory import run_measured
 from tests.conftest import run_aocr
 from tools import hostile_images

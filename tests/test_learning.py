@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aocr.checkpointer import Checkpointer, load_best_score
+from aocr.core.params import ModelParams
+from aocr.core.session import choose_checkpoint
 from aocr.data.augment import augment
+from aocr.data.holdout import split_scan
 from aocr.data.records import expand_dataset_paths
-from aocr.holdout import split_scan
-from aocr.init_from import class_mapping
-from aocr.metrics import Accuracy
+from aocr.inference.metrics import Accuracy
 from aocr.model.model import alignment_prior_loss
-from aocr.params import ModelParams
-from aocr.session import choose_checkpoint
+from aocr.training.checkpoints import Checkpointer, load_best_score
+from aocr.training.warm_start import class_mapping
 from tests.conftest import TINY_SHAPE, run_aocr
 
 tf1 = tf.compat.v1
@@ -170,7 +170,7 @@ def test_max_minutes_stops_training(digits_set, tmp_path):
 
 def test_the_rate_decays_over_the_end_of_a_known_budget():
     from aocr.model.optimize import rate_scale
-    from aocr.train_loop import Limits
+    from aocr.training.loop import Limits
 
     assert rate_scale(0.0) == rate_scale(0.6) == 1.0
     assert 0.05 < rate_scale(0.8) < rate_scale(0.7) < 1.0 and rate_scale(1.0) == pytest.approx(0.05)
@@ -183,7 +183,7 @@ def test_the_rate_decays_over_the_end_of_a_known_budget():
 
 
 def test_adams_rate_is_scaled_down_below_batch_32_and_not_up_above_it():
-    from aocr.train import TrainConfig
+    from aocr.training.trainer import TrainConfig
 
     rates = {batch: TrainConfig("d", "m", batch_size=batch).effective_learning_rate for batch in (8, 16, 32, 65, 128)}
     assert rates[8] == pytest.approx(0.001) and rates[16] == pytest.approx(0.002 * 0.5**0.5)

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from aocr import params
-from aocr.errors import AocrError
-from aocr.params import ModelParams
+from aocr.core import params
+from aocr.core.errors import AocrError
+from aocr.core.params import ModelParams
 
 
 def test_round_trip(tmp_path):

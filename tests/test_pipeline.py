@@ -5,12 +5,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from aocr.charset import EOS_ID, GO_ID, PAD_ID
+from aocr.core.charset import EOS_ID, GO_ID, PAD_ID
+from aocr.core.errors import AocrError
+from aocr.core.params import ModelParams
 from aocr.data.pipeline import training_dataset
 from aocr.data.preprocess import preprocess_batch, preprocess_image
 from aocr.data.records import expand_dataset_paths, iter_records, scan_labels
-from aocr.errors import AocrError
-from aocr.params import ModelParams
 from tests.conftest import render_images, run_aocr, write_annotations
 
 tf1 = tf.compat.v1

@@ -2,9 +2,9 @@
 
 import tensorflow as tf
 
-from aocr import params
-from aocr.params import Decoding
-from aocr.recognizer import Recognizer
+from aocr.core import params
+from aocr.core.params import Decoding
+from aocr.inference.recognizer import Recognizer
 from tests.conftest import run_aocr
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from aocr.precision import bf16_units_missing
+from aocr.core.precision import bf16_units_missing
 from tests.conftest import run_aocr
 from tools import hostile_images
 
@@ -374,8 +374,8 @@ def test_version_label_mistakes_are_clear_errors(exported):
 
 
 def test_serve_imports_no_model_export_or_font_code():
-    code = ("import sys, aocr.cli, aocr.serve; print(sorted(m for m in sys.modules if m.startswith(("
-            "'aocr.export', 'aocr.model', 'aocr.data', 'aocr.serving_graph', 'aocr.recognizer', 'PIL.ImageFont'))))")
+    code = ("import sys, aocr.cli, aocr.cli.serve; print(sorted(m for m in sys.modules if m.startswith(("
+            "'aocr.export', 'aocr.model', 'aocr.data', 'aocr.training', 'aocr.inference', 'PIL.ImageFont'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -529,7 +529,7 @@ def test_a_request_that_trickles_in_is_cut_off_and_holds_no_worker_meanwhile(exp
     """A client that sends its body a byte at a time: the others are answered meanwhile, and its connection
     is closed once its request has taken over the arrival limit (2 s here, 60 s by default)."""
     process, url, _ = start_server(exported, "--grpc-port", "0", cwd=exported.parent,
-                                   before="import aocr.serve; aocr.serve.ARRIVAL_TIMEOUT_S = 2.0")
+                                   before="import aocr.serving.server; aocr.serving.server.ARRIVAL_TIMEOUT_S = 2.0")
     host, port = url.removeprefix("http://").split(":")
     body = {"instances": [{"b64": b64(digits_set.images[3])}]}
     try:

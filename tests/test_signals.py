@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from aocr.stop_request import forced_exit_status
+from aocr.core.signals import forced_exit_status
 from tests.conftest import TINY_SHAPE
 
 # A forced stop must come this soon after its signal (the process does nothing but log and exit).

@@ -9,10 +9,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from aocr.core.errors import AocrError
+from aocr.core.params import ModelParams
 from aocr.data.survey import RATIO_PERCENTILE, charset_from_flag, resolve_flags, resolve_from_data, survey_records
 from aocr.data.writer import make_example
-from aocr.errors import AocrError
-from aocr.params import ModelParams
 from tests.aocr_log import capture_aocr_log
 
 aocr_log = pytest.fixture(name="aocr_log")(capture_aocr_log)

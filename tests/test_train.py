@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from aocr import params, savedmodel
-from aocr.recognizer import Recognizer
+from aocr.core import params, savedmodel
+from aocr.inference.recognizer import Recognizer
 from tests.conftest import TINY_SHAPE, TRAINED_STEPS, render_images, run_aocr, write_annotations
 
 SUMMARY = re.compile(r"word accuracy: ([\d.]+)%, character accuracy: ([\d.]+)% \((\d+) images\)")

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from aocr.model.optimize import build_train_op, make_optimizer
-from aocr.train_loop import IntervalStats
+from aocr.training.loop import IntervalStats
 
 tf1 = tf.compat.v1
 

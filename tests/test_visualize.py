@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from aocr.recognizer import Result
-from aocr.visualize import CAPTION_HEIGHT, DISPLAY_HEIGHT, AttentionWriter, attention_over_width, display_size
+from aocr.inference.recognizer import Result
+from aocr.inference.visualize import CAPTION_HEIGHT, DISPLAY_HEIGHT, AttentionWriter, attention_over_width, display_size
 from tests.conftest import run_aocr, write_annotations
 
 

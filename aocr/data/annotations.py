@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aocr.charset import find_bad_char
-from aocr.errors import AocrError
-from aocr.fileio import read_bytes
+from aocr.core.charset import find_bad_char
+from aocr.core.errors import AocrError
+from aocr.core.files import read_bytes
 
 # The path is the first run of non-space characters; the label is everything after the
 # whitespace that follows it, so it may be empty ("img.png ") or hold spaces.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from aocr.core.params import ModelParams
 from aocr.data.augment import augment
 from aocr.data.preprocess import preprocess_image
 from aocr.data.records import LabelScan
-from aocr.params import ModelParams
 
 # Bucket edges every 8 pixels (2 CNN columns): images of similar width share a batch,
 # and each batch is padded only to its own widest image.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from aocr import defaults
-from aocr.params import ModelParams
+from aocr.core import defaults
+from aocr.core.params import ModelParams
 
 WIDTH_STRIDE = defaults.WIDTH_STRIDE
 

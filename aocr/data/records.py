@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import tensorflow as tf
 
-from aocr import defaults
-from aocr.charset import EOS_ID, GO_ID, PAD_ID, Charset, find_bad_char
-from aocr.errors import AocrError
-from aocr.images import check_image_header
-from aocr.params import ModelParams
+from aocr.core import defaults
+from aocr.core.charset import EOS_ID, GO_ID, PAD_ID, Charset, find_bad_char
+from aocr.core.errors import AocrError
+from aocr.core.images import check_image_header
+from aocr.core.params import ModelParams
 
 log = logging.getLogger("aocr")
 
@@ -210,7 +210,7 @@ def scan_labels(files: list[str], params: ModelParams, max_pixels: int = default
     """Read every record once and say which ones training can use, and why not the rest.
 
     A record whose image header is unreadable or declares more than max_pixels pixels is not
-    used either: nothing decodes it (aocr.images.check_image_header). Usable records that
+    used either: nothing decodes it (aocr.core.images.check_image_header). Usable records that
     `hold_out` takes are counted in held_out and not kept for training."""
     counts: dict[str, int] = {}
     rows: list[np.ndarray] = []

@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from aocr.charset import Charset, charset_from_text, find_bad_char, normalize_label
+from aocr.core.charset import Charset, charset_from_text, find_bad_char, normalize_label
+from aocr.core.errors import AocrError
+from aocr.core.images import BadImage, image_size
 from aocr.data.annotations import read_utf8
 from aocr.data.records import iter_records
-from aocr.errors import AocrError
-from aocr.images import BadImage, image_size
 
 log = logging.getLogger("aocr")
 
-AUTO = "auto"  # the word the command line passes through (aocr.params.AUTO)
+AUTO = "auto"  # the word the command line passes through (aocr.core.params.AUTO)
 # Image sizes come from at most this many records, spread evenly over the files: enough for a
 # steady 99th percentile (200 images above it), few enough to take about a second.
 SIZE_SAMPLE = 20000

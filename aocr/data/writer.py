@@ -1,4 +1,5 @@
-"""`aocr dataset`: an annotation file -> one TFRecords file of tf.train.Example records.
+"""The dataset builder behind `aocr dataset` (aocr.cli.dataset): an annotation file -> one TFRecords file of
+tf.train.Example records.
 
 Each record holds `image` (the file's bytes, unchanged), `label` (UTF-8 text) and, with
 --save-filename, `comment` (the image's path): the keys the original aocr writes.
@@ -6,23 +7,22 @@ Each record holds `image` (the file's bytes, unchanged), `label` (UTF-8 text) an
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from aocr import defaults
-from aocr.charset import Charset, normalize_label
+from aocr.core import defaults
+from aocr.core.charset import Charset, normalize_label
+from aocr.core.errors import AocrError
+from aocr.core.files import atomic_output, read_bytes
+from aocr.core.images import BadImage, image_size
+from aocr.core.progress import Progress
 from aocr.data.annotations import BAD_CHARACTER, Annotation, parse_annotations
 from aocr.data.survey import charset_from_flag, choose_shape, is_auto, preview, warn_unreachable
-from aocr.errors import AocrError
-from aocr.fileio import atomic_output, read_bytes
-from aocr.images import BadImage, image_size
-from aocr.params import explicit_shape
-from aocr.progress import Progress
 
 log = logging.getLogger("aocr")
 
@@ -186,9 +186,12 @@ def log_summary(report: DatasetReport, rules: LabelRules, output_path: str) -> N
     log.info("for a new model, `aocr train` with no shape flags takes %s", "; ".join(takes))
 
 
-def run(args: argparse.Namespace) -> int:
-    """`aocr dataset`: write the records, then say what was seen and what a new model will take from them."""
-    shape = explicit_shape(args)
+def build_dataset(annotations_path: str, output_path: str, shape: dict[str, Any], max_image_pixels: int,
+                  save_filename: bool = False, log_step: int = defaults.LOG_STEP) -> DatasetReport:
+    """`aocr dataset`'s work: write the records, then say what was seen and what a new model will take from them.
+
+    shape: the ModelParams fields the user gave (charset, force_uppercase and max_prediction are read; the
+    charset as given: 'auto', a file or the characters)."""
     force_uppercase = shape.get("force_uppercase", True)
     chars, source = charset_from_flag(shape.get("charset"))
     charset = None
@@ -198,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         warn_unreachable(charset)
     max_prediction = shape.get("max_prediction")
     rules = LabelRules(force_uppercase, charset, None if is_auto(max_prediction) else max_prediction,
-                       args.max_image_pixels)
-    report = write_dataset(args.annotations_path, args.output_path, rules, args.save_filename, args.log_step)
-    log_summary(report, rules, args.output_path)
-    return 0
+                       max_image_pixels)
+    report = write_dataset(annotations_path, output_path, rules, save_filename, log_step)
+    log_summary(report, rules, output_path)
+    return report

@@ -20,9 +20,9 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from aocr.charset import EOS_ID, FIRST_CHAR_ID
-from aocr.lexicon import Lexicon
+from aocr.core.charset import EOS_ID, FIRST_CHAR_ID
 from aocr.model.decoder import DecoderState, pad_steps, start_decoder
+from aocr.model.lexicon import Lexicon
 
 # The log-probability of an extension that must never be chosen (a finished hypothesis going on
 # with a character, PAD or GO anywhere); finite, so that sums of them stay ordered numbers.
@@ -93,7 +93,7 @@ class _Beam(NamedTuple):
 
 def _lexicon_children(keys: tf.Tensor, children: tf.Tensor, nodes: tf.Tensor, num_classes: int) -> tf.Tensor:
     """The trie node each class leads to from each hypothesis's node: int32 [B, K, C], -1 where the
-    lexicon has no such word. keys: int64 [1, E] sorted, children: int32 [E] (aocr.lexicon); nodes: [B, K]."""
+    lexicon has no such word. keys: int64 [1, E] sorted, children: int32 [E] (aocr.model.lexicon); nodes: [B, K]."""
     wanted = tf.cast(nodes, tf.int64)[:, :, None] * num_classes + tf.range(num_classes, dtype=tf.int64)
     flat = tf.reshape(wanted, [1, -1])
     found = tf.minimum(tf.searchsorted(keys, flat), tf.shape(keys)[1] - 1)[0]  # int32 [B * K * C]

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from aocr import defaults
+from aocr.core import defaults
 
 tf1 = tf.compat.v1
 

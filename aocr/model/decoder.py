@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from aocr.charset import EOS_ID, GO_ID
+from aocr.core.charset import EOS_ID, GO_ID
 
 tf1 = tf.compat.v1
 

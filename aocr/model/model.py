@@ -9,15 +9,14 @@ from typing import Literal
 
 import tensorflow as tf
 
-from aocr.charset import EOS_ID, FIRST_CHAR_ID, PAD_ID
-from aocr.data.preprocess import preprocess_batch
-from aocr.lexicon import Lexicon
+from aocr.core.charset import EOS_ID, FIRST_CHAR_ID, PAD_ID
+from aocr.core.params import GREEDY, Decoding, ModelParams
+from aocr.core.precision import inference_compute_dtype
 from aocr.model.beam import beam_decode
 from aocr.model.cnn import WIDTH_STRIDE, cnn_features
 from aocr.model.decoder import attention_decode
 from aocr.model.encoder import bidirectional_lstm
-from aocr.params import GREEDY, Decoding, ModelParams
-from aocr.precision import inference_compute_dtype
+from aocr.model.lexicon import Lexicon
 
 Mode = Literal["train", "infer"]
 
@@ -118,7 +117,7 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
 
     label_ids: int32 [B, max_prediction + 2] (GO, characters, EOS, PAD...), needed for
     "train", which decodes with teacher forcing and returns the loss; "infer"
-    decodes greedily and needs none. cnn_dtype: the convolutions' arithmetic (see aocr.precision).
+    decodes greedily and needs none. cnn_dtype: the convolutions' arithmetic (see aocr.core.precision).
     global_step: the training step, which fades the alignment prior out ("train" only).
     """
     encoded, columns, mask, bn_updates = encode(images, widths, params, mode == "train", cnn_dtype)
@@ -170,16 +169,6 @@ def _candidates(ids: tf.Tensor, step_probabilities: tf.Tensor, params: ModelPara
     from_eos = tf.cumsum(is_eos, axis=2) > 0
     characters = tf.where(from_eos, tf.zeros_like(step_probabilities), step_probabilities)
     return Candidates(texts, tf.cast(probabilities, tf.float64), characters)
-
-
-def recognize_bytes(image_bytes: tf.Tensor, params: ModelParams, decoding: Decoding = GREEDY,
-                    lexicon: Lexicon | None = None) -> Recognition:
-    """The inference graph from encoded images to text: what predict, test and the exports run.
-
-    image_bytes: string [N], encoded PNG/JPEG/GIF/BMP images (see recognize_pixels for the rest).
-    """
-    images, widths = preprocess_batch(image_bytes, params)
-    return recognize_pixels(images, widths, params, decoding, lexicon)
 
 
 def recognize_pixels(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, decoding: Decoding = GREEDY,

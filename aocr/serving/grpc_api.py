@@ -27,8 +27,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from aocr import savedmodel
-from aocr.errors import AocrError
+from aocr.core import savedmodel
+from aocr.core.errors import AocrError
 from aocr.serving.servables import Servable, require_image_bytes
 from aocr.serving.status import Code, ServingError, invalid
 from aocr.serving.traffic import Traffic

@@ -22,7 +22,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from aocr import savedmodel
+from aocr.core import savedmodel
 from aocr.serving import rest_json
 from aocr.serving.servables import Servable, Version, require_image_bytes
 from aocr.serving.status import Code, ServingError, invalid

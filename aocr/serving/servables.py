@@ -20,10 +20,10 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from aocr import savedmodel
-from aocr.errors import AocrError
-from aocr.images import declared_too_large
-from aocr.precision import enable_bfloat16_rewrite
+from aocr.core import savedmodel
+from aocr.core.errors import AocrError
+from aocr.core.images import declared_too_large
+from aocr.core.precision import enable_bfloat16_rewrite
 from aocr.serving.batching import Batcher, BatchOptions
 from aocr.serving.shards import Shards, cpu_shards, one_thread_per_op
 from aocr.serving.status import Code, ServingError, invalid, not_found
@@ -175,7 +175,7 @@ def parse_labels(pairs: Sequence[str]) -> dict[str, int]:
 
 def session_config(precision: str, shards: int = 1) -> tf.compat.v1.ConfigProto:
     """A served session's options: with precision "bfloat16", the float32 graph runs in bfloat16 where
-    oneDNN allows (aocr.precision.enable_bfloat16_rewrite); with shards > 1, that many runs at once,
+    oneDNN allows (aocr.core.precision.enable_bfloat16_rewrite); with shards > 1, that many runs at once,
     each op on one thread (aocr.serving.shards)."""
     config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
     if precision == "bfloat16":

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from aocr.images import scaled_width
+from aocr.core.images import scaled_width
 
 Outputs = dict[str, np.ndarray]
 

@@ -1,0 +1,82 @@
+"""Default values of every flag, in one place. Names and values follow the original aocr."""
+
+import string
+
+BATCH_SIZE = 65  # test and predict, as the original aocr
+# Training: the first hundreds of steps, until the attention aligns, cost steps rather than images,
+# so a smaller batch learns more per minute. 10 minutes on 2 cores: 6000 rendered strings 99.2% words
+# at batch 16 (3236 steps), 97.2-98.8% at 32, 98.8% at 65; captcha-style images 86.7% at 16, 86.3%
+# at 32; lines of 8-28 Latin, Cyrillic and Greek characters 78.9% of characters at 16 (1334 steps)
+# and 9.8% at 32 (830 steps, not aligned).
+TRAIN_BATCH_SIZE = 16
+STEPS_PER_CHECKPOINT = 100
+NUM_EPOCH = 1000
+TARGET_EMBEDDING_SIZE = 10
+ATTN_NUM_HIDDEN = 128
+ATTN_NUM_LAYERS = 2
+MAX_GRADIENT_NORM = 5.0
+MAX_WIDTH = 160
+MAX_HEIGHT = 60
+MAX_PREDICTION = 8
+MODEL_DIR = "./checkpoints"
+OUTPUT_DIR = "./results"
+LOG_PATH = "aocr.log"
+EXPORT_FORMAT = "savedmodel"
+EXPORT_DIR = "./exported"
+DATASET_OUTPUT = "./dataset.tfrecords"
+LOG_STEP = 500
+
+# Adam learns the rendered-text task in minutes where AdaDelta at 1.0 (the original's
+# choice) does not move in the same time; `--optimizer adadelta` restores the original.
+OPTIMIZER = "adam"
+LEARNING_RATES = {"adam": 0.002, "adadelta": 1.0, "sgd": 0.1}
+
+# The CNN's arithmetic in training (aocr.core.precision).
+PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISION = "auto"
+INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16")  # test and predict; an export takes no "auto"
+
+# Images are resized to this height (--image-height) before the CNN; its pools halve it five times
+# and the rows left, one at 32, are max-pooled into one.
+IMAGE_HEIGHT = 32
+MIN_IMAGE_HEIGHT = 16
+MAX_IMAGE_HEIGHT = 128
+# The CNN's pools take the width down by this factor: encoder column j covers input pixels
+# WIDTH_STRIDE*j .. WIDTH_STRIDE*(j+1)-1, and input widths are multiples of it.
+WIDTH_STRIDE = 4
+
+# The CNN (aocr.model.cnn.NETWORKS): "compact" is sized for CPUs; "original" is the original aocr's.
+CNNS = ("compact", "original")
+CNN = "compact"
+
+DEFAULT_CHARSET = string.digits + string.ascii_uppercase
+FULL_ASCII_CHARSET = "".join(chr(code) for code in range(32, 127))
+
+SERVE_HOST = "127.0.0.1"
+SERVE_PORT = 8501
+SERVE_MODEL_NAME = "aocr"
+MAX_REQUEST_BYTES = 10 * 1024 * 1024
+
+# Training-time augmentation of the decoded images (aocr.data.augment); test, predict and export never augment.
+AUGMENT_LEVELS = ("none", "light", "strong")
+AUGMENT = "light"
+# Share of the training records held out for validation when no --validation file is given (0: none).
+VALIDATION_SPLIT = 0.05
+# Held-out (or --validation) records scored at each checkpoint. 1000 images take about 1.7 s in bfloat16 on
+# 2 cores, a tenth of the 15 s that 100 steps at batch 16 train; 2000 took a fifth. The word accuracy of
+# 1000 images is within about 1 point (one standard error at 90%).
+VALIDATION_LIMIT = 1000
+# Checkpoints without a better validation score before training stops (None: never stop early).
+PATIENCE = None
+# Which checkpoint test, predict and export load: "best" (the best validated, else the latest), "latest" or a path.
+CHECKPOINT = "best"
+# The most pixels an image may declare (--max-image-pixels), checked from its header before anything decodes it.
+# 50 megapixels holds a 48 MP phone photo (8000x6000) and a 600 dpi scan of an A4 page (35 MP); decoding one
+# at the limit costs about 800 MB (16 bytes a pixel, measured), where a 110 KB PNG declaring 30000x30000 would
+# cost over 14 GB.
+MAX_IMAGE_PIXELS = 50_000_000
+# Seconds a training step of a cluster may wait for the other tasks (--step-timeout) before the trainer saves (the
+# chief) and stops, naming the tasks that no longer answer. It must outlast the chief's checkpoint, during which the
+# other trainers' steps wait: a save and a validation of up to 1000 images, some 5-20 s on a CPU; 120 s leaves
+# room for that three times over, where 300 s kept a cluster that bills by the minute idle for five.
+STEP_TIMEOUT = 120.0
