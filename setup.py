@@ -21,7 +21,8 @@ setup(
     # gRPC serving: tensorflow-serving-api releases track TensorFlow's (2.21 needs TensorFlow 2.21), so pin it to
     # your TensorFlow's minor version if pip would otherwise move TensorFlow.
     extras_require={"test": ["pytest", "pytest-xdist", "filelock", "ruff", "grpcio", "tensorflow-serving-api"],
-                    "grpc": ["grpcio", "tensorflow-serving-api"]},
+                    "grpc": ["grpcio", "tensorflow-serving-api"],
+                    "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]"]},
     entry_points={"console_scripts": ["aocr=aocr.cli:run_command"]},
     classifiers=[
         "Programming Language :: Python :: 3",
