@@ -22,7 +22,8 @@ setup(
     # your TensorFlow's minor version if pip would otherwise move TensorFlow.
     extras_require={"test": ["pytest", "pytest-xdist", "filelock", "ruff", "import-linter", "grpcio",
                              "tensorflow-serving-api"],
-                    "grpc": ["grpcio", "tensorflow-serving-api"]},
+                    "grpc": ["grpcio", "tensorflow-serving-api"],
+                    "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]"]},
     entry_points={"console_scripts": ["aocr=aocr.cli:run_command"]},
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -132,16 +132,17 @@ def test_export_without_a_model_says_how_to_get_one(tmp_path):
     assert result.returncode != 0 and "aocr train" in result.stderr and "Traceback" not in result.stderr
 
 
-def readme_pixels_recipe():
-    """The README's NumPy/Pillow preprocessing for the pixels signature, run as it is printed there."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    code = re.search(r"```python\n(import math\n.*?def aocr_pixels.*?)```", readme, re.DOTALL).group(1)
+def documented_pixels_recipe():
+    """The docs' NumPy/Pillow preprocessing for the pixels signature (docs/reference/signatures.md), run as it
+    is printed there."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "reference" / "signatures.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(import math\n.*?def aocr_pixels.*?)```", page, re.DOTALL).group(1)
     namespace: dict = {}
-    exec(code, namespace)  # noqa: S102 (the README's own lines)
+    exec(code, namespace)  # noqa: S102 (the page's own lines)
     return namespace["aocr_pixels"]
 
 
-def test_pixels_signature_takes_the_readme_preprocessing(exported, digits_set, trained_model, tmp_path):
+def test_pixels_signature_takes_the_documented_preprocessing(exported, digits_set, trained_model, tmp_path):
     paths = [str(p) for p in digits_set.images[:4]]
     for name, size, color in (("small-color.png", (30, 14), (200, 40, 90)), ("wide.png", (900, 40), (10, 120, 10))):
         image = Image.new("RGB", size, (240, 230, 180))
@@ -149,7 +150,7 @@ def test_pixels_signature_takes_the_readme_preprocessing(exported, digits_set, t
         image.save(tmp_path / name)
         paths.append(str(tmp_path / name))
     params = json.loads((trained_model / "params.json").read_text(encoding="utf-8"))
-    pixels, widths = readme_pixels_recipe()(paths, params)
+    pixels, widths = documented_pixels_recipe()(paths, params)
     loaded = savedmodel.load(str(exported / "1"))
     try:
         inputs, outputs = loaded.signature_inputs("pixels"), loaded.signature_outputs("pixels")
