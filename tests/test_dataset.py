@@ -188,7 +188,7 @@ def test_charset_file_names_its_rule_and_what_it_lacks(tmp_path, aocr_log):
 def test_labels_longer_than_an_explicit_max_prediction_are_skipped_naming_the_flag(tmp_path, aocr_log):
     image = blank_image(tmp_path)
     (tmp_path / "a.txt").write_text(f"{image} ABC\n{image} ABCDEF\n{image} XY\n", encoding="utf-8")
-    report = write_dataset(str(tmp_path / "a.txt"), str(tmp_path / "out.tfrecords"), LabelRules(max_prediction=3))
+    report = write_dataset([str(tmp_path / "a.txt")], str(tmp_path / "out.tfrecords"), LabelRules(max_prediction=3))
     assert (report.written, report.skipped, report.too_long) == (2, 1, 1)
     assert [r.label for r in read_back(tmp_path / "out.tfrecords")] == ["ABC", "XY"]
     assert "line 2: label of 6 characters is longer than --max-prediction 3; skipped" in aocr_log.text

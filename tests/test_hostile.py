@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aocr.core.images import BadImage, check_image_header, declared_too_large, gif_frames, image_size, read_header
+from aocr.core.images import BadImage, check_image_header, check_served_image, gif_frames, image_size, read_header
 from aocr.core.params import ModelParams
 from aocr.data.preprocess import preprocess_image
 from aocr.data.records import scan_labels
@@ -50,10 +50,23 @@ def test_a_bomb_is_refused_from_its_header_naming_its_size(files, name):
         image_size(files[name].read_bytes())
 
 
-def test_declared_too_large_passes_what_it_cannot_read(files):
-    assert "30000x30000" in declared_too_large(files["png-30000x30000.png"].read_bytes(), 50_000_000)
-    assert declared_too_large(files["plain.png"].read_bytes(), 50_000_000) is None
-    assert declared_too_large(b"not an image", 50_000_000) is None
+@pytest.mark.parametrize(("data", "why"), [
+    (hostile_images.webp_lossless_header(), "Unknown image file format"),
+    (b"not an image", "Unknown image file format"),
+    (b"", "Input is empty"),
+    (hostile_images.png_with_a_broken_chunk(), "its size cannot be read from its header"),
+    (hostile_images.png_of_empty_chunks(5000), "over 1000 chunks before its image data"),
+])
+def test_a_server_decodes_nothing_whose_size_its_header_does_not_give(data, why):
+    with pytest.raises(BadImage, match=why):
+        check_served_image(data, 50_000_000)
+
+
+def test_a_server_takes_a_plain_image_and_names_a_bomb(files):
+    assert check_served_image(files["plain.png"].read_bytes(), 50_000_000).pixels == 120 * 32
+    assert check_served_image(hostile_images.png_of_empty_chunks(10), 50_000_000).width == 8
+    with pytest.raises(BadImage, match="30000x30000"):
+        check_served_image(files["png-30000x30000.png"].read_bytes(), 50_000_000)
 
 
 def test_the_limit_is_the_callers(files):

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from aocr.core import defaults
 from aocr.core.precision import bf16_units_missing
 from tests.conftest import run_aocr
 from tools import hostile_images
@@ -101,7 +102,11 @@ def call(url, path, body=None, raw=None, method=None):
 
 
 def b64(path):
-    return base64.b64encode(path.read_bytes()).decode()
+    return b64_bytes(path.read_bytes())
+
+
+def b64_bytes(data):
+    return base64.b64encode(data).decode()
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +243,10 @@ PLAIN_TEXT = base64.b64encode(b"plain text").decode()
     ("/v1/models/aocr:classify", b'{"examples": []}', 400,
      "Expected classification signature method_name to be tensorflow/serving/classify"),
     ("/v1/models/aocr:predict", b'{"instances": [{"b64": "' + b"A" * MAX_REQUEST_BYTES + b'"}]}', 413, "limit"),
+    ("/v1/models/aocr:predict", b'{"instances": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", 400, "nested too deeply"),
+    ("/v1/models/aocr:predict", b'{"instances": [' + b"7" * 5000 + b"]}", 400, "JSON Parse error"),
+    ("/v1/models/aocr:predict", b'{"inputs": ' + b"[" * 100 + b'"x"' + b"]" * 100 + b"}", 400,
+     "nested 100 lists deep"),
 ])
 def test_bad_requests_get_tf_servings_errors_and_the_server_keeps_serving(server, digits_set, expected, path,
                                                                           raw, status, error):
@@ -463,12 +472,24 @@ def test_grpc_metadata_and_status(server, grpc_address):
         (2, get_model_status_pb2.ModelVersionStatus.AVAILABLE), (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE)]
 
 
-def test_without_the_serving_api_package_rest_still_serves(exported, digits_set, expected, tmp_path):
+def without_the_serving_api(tmp_path) -> dict:
+    """An environment in which `import tensorflow_serving` fails, as where the grpc extra is not installed."""
     blocker = tmp_path / "tensorflow_serving"
     blocker.mkdir()
     (blocker / "__init__.py").write_text("raise ImportError('tensorflow_serving blocked by the test')\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    process, url, lines = start_server(exported, "--grpc-port", str(free_port()), cwd=exported.parent, env=env)
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+
+
+def test_a_grpc_port_asked_for_without_the_serving_api_package_is_an_error(exported, tmp_path):
+    result = run_aocr("serve", str(exported), "--port", "0", "--grpc-port", str(free_port()), cwd=exported.parent,
+                      env={"PYTHONPATH": without_the_serving_api(tmp_path)["PYTHONPATH"]}, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert "--grpc-port" in result.stderr and "aocr[grpc]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_without_the_serving_api_package_rest_still_serves(exported, digits_set, expected, tmp_path):
+    env = without_the_serving_api(tmp_path)
+    process, url, lines = start_server(exported, cwd=exported.parent, env=env)
     try:
         assert any("gRPC is off" in line and "aocr[grpc]" in line for line in lines)
         status, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
@@ -485,6 +506,46 @@ def test_an_image_declaring_gigapixels_is_refused_from_its_header(server, digits
     assert status == 400 and "over the limit of 50 megapixels" in answer["error"]
     good, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
     assert good == 200 and answer["predictions"][0]["output"] == expected[0]
+
+
+@pytest.mark.parametrize("make_image", [hostile_images.webp_lossless_header, hostile_images.png_with_a_broken_chunk])
+def test_an_image_whose_header_gives_no_size_is_not_decoded(server, digits_set, expected, make_image):
+    url, _ = server
+    status, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64_bytes(make_image())}]})
+    assert status == 400 and "image 0: " in answer["error"]
+    good, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
+    assert good == 200 and answer["predictions"][0]["output"] == expected[0]
+
+
+def test_a_request_is_bounded_in_images_and_in_pixels(server, digits_set, expected):
+    url, _ = server
+    tiny = b64_bytes(hostile_images.gif(2, 2))
+    for signature in ("serving_default", "n_best"):
+        body = {"signature_name": signature, "instances": [{"b64": tiny}] * (defaults.MAX_REQUEST_IMAGES + 1)}
+        status, answer = call(url, "/v1/models/aocr:predict", body)
+        assert status == 429 and "over the limit of 1024" in answer["error"], answer
+    big = b64_bytes(hostile_images.png_bomb(7000, 6000))  # 42 megapixels: under the image limit, three are not
+    status, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": big}] * 3})
+    assert status == 429 and "megapixels in all" in answer["error"], answer
+    good, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
+    assert good == 200 and answer["predictions"][0]["output"] == expected[0]
+
+
+def test_a_grpc_tensor_declaring_more_elements_than_it_carries_is_refused_at_once(server, grpc_address):
+    import grpc
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    prediction, _ = grpc_stubs(grpc_address)
+    for dims, values in [([1_000_000_000], []), ([2], [b"x"]), ([-1], [])]:
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "aocr"
+        shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in dims])
+        request.inputs["input"].CopyFrom(tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape,
+                                                                string_val=values))
+        with pytest.raises(grpc.RpcError) as error:
+            prediction.Predict(request, timeout=20)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "values were sent" in error.value.details()
 
 
 def open_fds(process):
@@ -588,3 +649,15 @@ def test_the_n_best_signature_answers_like_predict_jsonl_over_rest_and_grpc(trai
         assert status == 200 and [row["output"] for row in default["predictions"]] == [c[0]["text"] for c in candidates]
     finally:
         stop_server(process)
+
+
+def test_only_ascii_digits_name_a_version(tmp_path):
+    from aocr.core import savedmodel
+    from aocr.core.errors import AocrError
+    from aocr.serving.servables import parse_labels
+
+    for name in ("1", "²", "3a", "12", "٣"):
+        (tmp_path / name).mkdir()
+    assert savedmodel.versions(str(tmp_path)) == [1, 12]
+    with pytest.raises(AocrError, match="expected LABEL=VERSION"):
+        parse_labels(["stable=²"])

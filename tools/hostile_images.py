@@ -39,6 +39,30 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
 
 
+def png_with_a_broken_chunk(width: int = 20000, height: int = 20000) -> bytes:
+    """A PNG bomb with a tEXt chunk whose CRC is wrong before its image data: Pillow refuses the header,
+    where libpng only warns and decodes on."""
+    bomb = png_bomb(width, height)
+    ihdr_end = 8 + 12 + 13
+    text = _png_chunk(b"tEXt", b"Comment\0broken")
+    return bomb[:ihdr_end] + text[:-4] + b"\0\0\0\0" + bomb[ihdr_end:]
+
+
+def png_of_empty_chunks(count: int) -> bytes:
+    """A small valid PNG with `count` empty ancillary chunks before its image data."""
+    plain = png_bomb(8, 8)
+    ihdr_end = 8 + 12 + 13
+    return plain[:ihdr_end] + _png_chunk(b"tEXt", b"") * count + plain[ihdr_end:]
+
+
+def webp_lossless_header(width: int = 16383, height: int = 16383) -> bytes:
+    """The 38-odd bytes of a lossless WebP that declares width x height (the largest WebP allows by default)."""
+    bits = (width - 1) | ((height - 1) << 14)  # 14 bits each, then alpha and version bits left 0
+    payload = b"\x2f" + struct.pack("<I", bits) + b"\0" * 20
+    chunk = b"VP8L" + struct.pack("<I", len(payload)) + payload
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+
+
 class _BitWriter:
     """Little-endian bit packing, as GIF's LZW data is written."""
 

@@ -206,11 +206,15 @@ def _add_image_limit(p: argparse.ArgumentParser) -> None:
 
 
 def _add_dataset(sub: Any, common: argparse.ArgumentParser, charset: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("dataset", parents=[common, charset], help="annotation file -> TFRecords",
-                       description="Write TFRecords from an annotation file of 'path label' lines.")
-    p.add_argument("annotations_path", metavar="ANNOTATIONS", help="file of 'path label' lines")
-    p.add_argument("output_path", metavar="OUTPUT", nargs="?", default=defaults.DATASET_OUTPUT,
-                   help="TFRecords file to write (default: %(default)s)")
+    p = sub.add_parser("dataset", parents=[common, charset], help="annotations or ground truth -> TFRecords",
+                       description="Write TFRecords from annotation files of 'path label' lines, folders or globs of "
+                                   "line images with NAME.gt.txt beside each, and PAGE-XML or ALTO files (their text "
+                                   "lines cropped from the page image). TIFF and other images TensorFlow does not "
+                                   "decode are stored as PNG.")
+    p.add_argument("paths", metavar="INPUT [INPUT ...] [OUTPUT]", nargs="+",
+                   help="what to read: an annotation file, a folder (searched recursively) or a quoted glob of line "
+                        "images with their .gt.txt, or a PAGE-XML/ALTO file; with more than one path, the last is "
+                        f"the TFRecords file to write (default: {defaults.DATASET_OUTPUT})")
     p.add_argument("--log-step", type=_positive_int, default=defaults.LOG_STEP,
                    help="log progress every N lines when not on a terminal (default: %(default)s)")
     p.add_argument("--save-filename", action="store_true",
@@ -339,9 +343,9 @@ def _add_serve(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--version-label", action="append", default=[], metavar="LABEL=VERSION",
                    help="a version label, as TF Serving's version_labels: requests to /labels/LABEL get that "
                         "version, which is loaded too (repeatable; e.g. --version-label stable=1)")
-    p.add_argument("--grpc-port", type=int, default=8500,
+    p.add_argument("--grpc-port", type=int, default=None,
                    help="port of TF Serving's gRPC API (PredictionService, ModelService); 0: no gRPC "
-                        "(default: %(default)s, as TF Serving's --port)")
+                        "(default: 8500, as TF Serving's --port, where the grpc extra is installed)")
     p.add_argument("--enable-batching", action=argparse.BooleanOptionalAction, default=True,
                    help="run concurrent requests together in batches, as TF Serving's --enable_batching "
                         "(default: on)")

@@ -56,6 +56,10 @@ SERVE_HOST = "127.0.0.1"
 SERVE_PORT = 8501
 SERVE_MODEL_NAME = "aocr"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
+# What one request to aocr serve may ask for: images, and pixels declared by their headers all together
+# (decoding costs some 16 bytes a pixel, so the pixel budget bounds a request's memory at about 1.6 GB).
+MAX_REQUEST_IMAGES = 1024
+MAX_REQUEST_PIXELS = 100_000_000
 
 # Training-time augmentation of the decoded images (aocr.data.augment); test, predict and export never augment.
 AUGMENT_LEVELS = ("none", "light", "strong")

@@ -26,6 +26,8 @@ SIGNATURES: tuple[tuple[bytes, str, type[ImageFile.ImageFile]], ...] = (
     (b"GIF8", "GIF", GifImagePlugin.GifImageFile),
     (b"BM", "BMP", BmpImagePlugin.BmpImageFile),
 )
+# Chunks a PNG may have before its image data (a real one has a dozen or so).
+MAX_PNG_CHUNKS = 1000
 # EXIF tag 0x0112: 1 means the pixels are stored upright; 2-8 mirror and/or rotate them.
 EXIF_ORIENTATION = 0x0112
 ORIENTATIONS = {2: "mirrored", 3: "rotated 180 degrees", 4: "flipped", 5: "mirrored and rotated 90 degrees",
@@ -88,8 +90,21 @@ def gif_frames(data: bytes) -> tuple[int, int]:
     return frames, pixels
 
 
+def _check_png_chunks(data: bytes) -> None:
+    """Refuse a PNG with more than MAX_PNG_CHUNKS chunks before its first IDAT: reading such a header
+    (empty ancillary chunks, 12 bytes each) would cost Python time in proportion to the file's size."""
+    at = 8
+    for _ in range(MAX_PNG_CHUNKS + 1):
+        if at + 8 > len(data) or data[at + 4:at + 8] == b"IDAT":
+            return
+        at += 12 + struct.unpack_from(">I", data, at)[0]
+    raise BadImage(f"PNG with over {MAX_PNG_CHUNKS} chunks before its image data")
+
+
 def _open(data: bytes) -> ImageFile.ImageFile:
     """Pillow's reader for the format TensorFlow will see, with only the header read."""
+    if data.startswith(b"\x89PNG"):
+        _check_png_chunks(data)
     for signature, _, reader in SIGNATURES:
         if data.startswith(signature):
             return reader(io.BytesIO(data))
@@ -166,17 +181,25 @@ def check_image_header(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS)
     return None
 
 
-def declared_too_large(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> str | None:
-    """Why an image must not be decoded when its header declares more than max_pixels pixels, else None.
+def check_served_image(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> ImageHeader:
+    """The header of an image a server may decode; raises BadImage naming why not.
 
-    Unlike check_image_header, bytes whose header cannot be read pass: the decoder then
-    reports them in its own words (as a server that answers with TensorFlow's texts wants).
+    Fails closed: bytes whose size cannot be read from their header are not decoded, since the
+    decoder would not be bound by the pixel limit. Where TensorFlow's decoder would refuse the
+    bytes too (empty, or no signature of PNG/JPEG/GIF/BMP), the message is its own, as TF Serving
+    clients know it.
     """
+    if not data:
+        raise BadImage("Input is empty.")
+    if not any(data.startswith(signature) for signature, _, _ in SIGNATURES):
+        raise BadImage("Unknown image file format. One of JPEG, PNG, GIF, BMP required.")
     try:
         header = read_header(data)
-    except BadImage:
-        return None
-    return _over_limit(header, max_pixels) if header.pixels > max_pixels else None
+    except BadImage as e:
+        raise BadImage(f"{e}; its size cannot be read from its header, so it is not decoded") from None
+    if header.pixels > max_pixels:
+        raise BadImage(_over_limit(header, max_pixels))
+    return header
 
 
 def _over_limit(header: ImageHeader, max_pixels: int) -> str:

@@ -42,11 +42,17 @@ IMAGES_KEY = "images"
 WIDTHS_KEY = "widths"
 
 
+def is_version_number(text: str) -> bool:
+    """Whether `text` is a version number: ASCII digits only (str.isdigit alone also takes '²', which int refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def versions(export_dir: str) -> list[int]:
     """Version directories under an export dir, oldest first (TF Serving's layout)."""
     if not tf.io.gfile.isdir(export_dir):
         return []
-    return sorted(int(n.rstrip("/")) for n in tf.io.gfile.listdir(export_dir) if n.rstrip("/").isdigit())
+    names = (name.rstrip("/") for name in tf.io.gfile.listdir(export_dir))
+    return sorted(int(name) for name in names if is_version_number(name))
 
 
 def version_path(export_dir: str, version: int) -> str:

@@ -1,8 +1,9 @@
-"""The dataset builder behind `aocr dataset` (aocr.cli.dataset): an annotation file -> one TFRecords file of
-tf.train.Example records.
+"""The dataset builder behind `aocr dataset` (aocr.cli.dataset): annotation files, folders of line images with
+their .gt.txt, PAGE-XML and ALTO files (aocr.data.sources) -> one TFRecords file of tf.train.Example records.
 
 Each record holds `image` (the file's bytes, unchanged), `label` (UTF-8 text) and, with
---save-filename, `comment` (the image's path): the keys the original aocr writes.
+--save-filename, `comment` (the image's path, or PAGE/ALTO file#line id): the keys the original aocr writes.
+Images TensorFlow does not decode (TIFF...) are stored converted losslessly to PNG.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import numpy as np
 import tensorflow as tf
 
 from aocr.core import defaults
-from aocr.core.charset import Charset, normalize_label
+from aocr.core.charset import Charset, find_bad_char, normalize_label
 from aocr.core.errors import AocrError
-from aocr.core.files import atomic_output, read_bytes
+from aocr.core.files import atomic_output
 from aocr.core.images import BadImage, image_size
 from aocr.core.progress import Progress
-from aocr.data.annotations import BAD_CHARACTER, Annotation, parse_annotations
+from aocr.data.sources import Line, Unusable, read_input
 from aocr.data.survey import charset_from_flag, choose_shape, is_auto, preview, warn_unreachable
 
 log = logging.getLogger("aocr")
@@ -61,7 +62,6 @@ class DatasetReport:
 
     written: int = 0
     skipped: int = 0
-    blank_lines: int = 0
     too_long: int = 0
     longest_label: str = ""
     chars: Counter = field(default_factory=Counter)
@@ -71,42 +71,46 @@ class DatasetReport:
 
 @dataclass
 class Problems:
-    """Warnings about lines of an annotation file: the first few of each kind in full, the rest counted."""
+    """Warnings about unusable lines: the first few of each kind in full, the rest counted."""
 
-    path: str
     shown: int = SHOWN_PER_KIND
     counts: Counter = field(default_factory=Counter)
 
-    def report(self, kind: str, line_number: int, message: str) -> None:
+    def report(self, kind: str, where: str, message: str) -> None:
         self.counts[kind] += 1
         if self.counts[kind] <= self.shown:
-            log.warning("%s, line %d: %s", self.path, line_number, message)
+            log.warning("%s: %s", where, message)
 
     def summarize(self) -> None:
         for kind, count in self.counts.items():
             if count > self.shown:
-                log.warning("%s: %d lines in all with %s (the first %d above)", self.path, count, kind, self.shown)
+                log.warning("%d lines in all with %s (the first %d above)", count, kind, self.shown)
 
 
-def _write_one(item: Annotation, writer: tf.io.TFRecordWriter, rules: LabelRules, report: DatasetReport,
+def _skip(report: DatasetReport, problems: Problems, kind: str, where: str, message: str) -> None:
+    problems.report(kind, where, message)
+    report.skipped += 1
+
+
+def _write_one(line: Line, writer: tf.io.TFRecordWriter, rules: LabelRules, report: DatasetReport,
                problems: Problems, save_filename: bool) -> None:
-    """Write one annotation's record, or report why not."""
-    label = normalize_label(item.label, rules.force_uppercase)
+    """Write one line's record, or report why not."""
+    label = normalize_label(line.label, rules.force_uppercase)
+    bad = find_bad_char(label)
+    if bad is not None:
+        return _skip(report, problems, "control characters", line.where, f"the label holds {bad[1]} at character "
+                     f"{bad[0]}; skipped")
     if rules.max_prediction is not None and len(label) > rules.max_prediction:
-        problems.report("labels too long", item.line_number, f"label of {len(label)} characters is longer than "
-                        f"--max-prediction {rules.max_prediction}; skipped ({label[:80]!r})")
         report.too_long += 1
-        report.skipped += 1
-        return
+        return _skip(report, problems, "labels too long", line.where, f"label of {len(label)} characters is longer "
+                     f"than --max-prediction {rules.max_prediction}; skipped ({label[:80]!r})")
     try:
-        image = read_bytes(item.path)
+        image = line.load()
         size = image_size(image, max_pixels=rules.max_image_pixels, upright=True)
     except (AocrError, BadImage) as e:
-        reason = str(e) if isinstance(e, BadImage) else str(e).removeprefix(f"{item.path}: ")
-        problems.report("unreadable images", item.line_number, f"{item.path}: {reason}; skipped")
-        report.skipped += 1
-        return
-    writer.write(make_example(image, label, item.path if save_filename else None).SerializeToString())
+        reason = str(e) if isinstance(e, BadImage) else str(e).removeprefix(f"{line.image}: ")
+        return _skip(report, problems, "unreadable images", line.where, f"{line.image}: {reason}; skipped")
+    writer.write(make_example(image, label, line.comment if save_filename else None).SerializeToString())
     report.written += 1
     report.sizes.append(size)
     report.chars.update(label)
@@ -115,14 +119,14 @@ def _write_one(item: Annotation, writer: tf.io.TFRecordWriter, rules: LabelRules
     outside = rules.charset.unknown_chars(label) if rules.charset is not None else set()
     if outside:
         report.outside_charset.update(c for c in label if c in outside)
-        problems.report("characters outside the charset", item.line_number,
+        problems.report("characters outside the charset", line.where,
                         f"{''.join(sorted(outside))!r} outside the charset; written, but training with this charset "
                         f"skips it ({label[:80]!r})")
 
 
-def write_dataset(annotations_path: str, output_path: str, rules: LabelRules | None = None,
+def write_dataset(inputs: list[str], output_path: str, rules: LabelRules | None = None,
                   save_filename: bool = False, log_step: int = defaults.LOG_STEP) -> DatasetReport:
-    """Write every good annotation line's image as a record; report and skip the bad ones.
+    """Write every good line of the inputs (aocr.data.sources.read_input) as a record; report and skip the bad.
 
     Labels are written normalized (NFC, upper-cased unless rules say otherwise). Lines
     with a control character, a byte-order mark or a NUL, labels longer than an explicit
@@ -131,21 +135,20 @@ def write_dataset(annotations_path: str, output_path: str, rules: LabelRules | N
     when complete (temporary file, then rename).
     """
     rules = rules or LabelRules()
-    annotations, bad_lines, blank = parse_annotations(annotations_path)
-    report = DatasetReport(skipped=len(bad_lines), blank_lines=blank)
-    problems = Problems(annotations_path)
-    for bad in bad_lines:
-        kind = "control characters" if bad.kind == BAD_CHARACTER else "malformed lines"
-        problems.report(kind, bad.line_number, f"{bad.reason}; skipped ({bad.text[:80]!r})")
-    progress = Progress("dataset", total=len(annotations), log_every=log_step)
+    found = [item for spec in inputs for item in read_input(spec, rules.max_image_pixels)]
+    lines = [item for item in found if isinstance(item, Line)]
+    report, problems = DatasetReport(), Problems()
+    for bad in (item for item in found if isinstance(item, Unusable)):
+        _skip(report, problems, bad.kind, bad.where, f"{bad.reason}; skipped")
+    progress = Progress("dataset", total=len(lines), log_every=log_step)
     try:
         with atomic_output(output_path) as temp, tf.io.TFRecordWriter(temp) as writer:
-            for item in annotations:
+            for line in lines:
                 progress.update()
-                _write_one(item, writer, rules, report, problems, save_filename)
+                _write_one(line, writer, rules, report, problems, save_filename)
             if report.written == 0:
                 problems.summarize()
-                raise AocrError(f"{annotations_path}: no usable line, so {output_path} was not written")
+                raise AocrError(f"{', '.join(inputs)}: no usable line, so {output_path} was not written")
     finally:
         progress.close()
     problems.summarize()
@@ -162,8 +165,7 @@ def count_lines(counts: Counter) -> list[str]:
 
 def log_summary(report: DatasetReport, rules: LabelRules, output_path: str) -> None:
     """The closing lines of `aocr dataset`: counts, the characters seen, and what `aocr train` will take."""
-    blank = f" ({report.blank_lines} blank lines ignored)" if report.blank_lines else ""
-    log.info("%s: %d written, %d skipped%s", output_path, report.written, report.skipped, blank)
+    log.info("%s: %d written, %d skipped", output_path, report.written, report.skipped)
     chars = "".join(sorted(report.chars))
     log.info("labels hold %d distinct characters, %d in all: %s", len(chars), sum(report.chars.values()),
              preview(chars, 1000))
@@ -186,7 +188,7 @@ def log_summary(report: DatasetReport, rules: LabelRules, output_path: str) -> N
     log.info("for a new model, `aocr train` with no shape flags takes %s", "; ".join(takes))
 
 
-def build_dataset(annotations_path: str, output_path: str, shape: dict[str, Any], max_image_pixels: int,
+def build_dataset(inputs: list[str], output_path: str, shape: dict[str, Any], max_image_pixels: int,
                   save_filename: bool = False, log_step: int = defaults.LOG_STEP) -> DatasetReport:
     """`aocr dataset`'s work: write the records, then say what was seen and what a new model will take from them.
 
@@ -202,6 +204,6 @@ def build_dataset(annotations_path: str, output_path: str, shape: dict[str, Any]
     max_prediction = shape.get("max_prediction")
     rules = LabelRules(force_uppercase, charset, None if is_auto(max_prediction) else max_prediction,
                        max_image_pixels)
-    report = write_dataset(annotations_path, output_path, rules, save_filename, log_step)
+    report = write_dataset(inputs, output_path, rules, save_filename, log_step)
     log_summary(report, rules, output_path)
     return report

@@ -29,6 +29,7 @@ from tensorflow_serving.apis import (
 
 from aocr.core import savedmodel
 from aocr.core.errors import AocrError
+from aocr.serving.rest_json import shape_string
 from aocr.serving.servables import Servable, require_image_bytes
 from aocr.serving.status import Code, ServingError, invalid
 from aocr.serving.traffic import Traffic
@@ -79,6 +80,12 @@ def input_images(proto: Any) -> np.ndarray:
     if proto.dtype != types_pb2.DT_STRING:
         name = types_pb2.DataType.Name(proto.dtype).removeprefix("DT_").lower()  # TF's DataTypeString
         raise invalid(f"Expects arg[0] to be string but {name} is provided")
+    declared = [dim.size for dim in proto.tensor_shape.dim]
+    elements = int(np.prod(declared, dtype=object)) if declared else 1
+    if any(size < 0 for size in declared) or elements != len(proto.string_val):
+        # make_ndarray would pad the values out to the declared shape: [10^9] with no values would cost gigabytes
+        raise invalid(f"tensor {savedmodel.INPUT_KEY}: its shape {shape_string(tuple(declared))} holds {elements} "
+                      f"elements but {len(proto.string_val)} values were sent")
     try:
         return tf.make_ndarray(proto)
     except Exception:  # a malformed TensorProto

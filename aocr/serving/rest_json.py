@@ -24,6 +24,10 @@ COLUMNAR = "columnar"
 DEBUG_STRING_BYTES = 256
 
 
+# Dimensions a request's tensor may have (numpy allows 64; the image inputs take one).
+MAX_RANK = 32
+
+
 def debug_string(value: Any) -> str:
     """A JSON value for an error message, cut at 256 characters as TF Serving cuts it."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)[:DEBUG_STRING_BYTES]
@@ -48,6 +52,10 @@ def parse_body(raw: bytes) -> dict:
         raise invalid(f"JSON Parse error: Invalid encoding in string. at offset: {e.start}") from None
     except json.JSONDecodeError as e:
         raise invalid(f"JSON Parse error: {e.msg} at offset: {e.pos}") from None
+    except RecursionError:
+        raise invalid("JSON Parse error: nested too deeply") from None
+    except ValueError as e:  # an integer of thousands of digits, over Python's conversion limit
+        raise invalid(f"JSON Parse error: {e}") from None
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {debug_string(doc)} Is not object")
     return doc
@@ -101,6 +109,8 @@ def dense_shape(value: Any) -> list[int]:
 def string_tensor(value: Any) -> np.ndarray:
     """A JSON value -> an object array of bytes, refusing ragged lists (FillTensorProto)."""
     shape = dense_shape(value)
+    if len(shape) > MAX_RANK:
+        raise invalid(f"JSON value nested {len(shape)} lists deep; a tensor has at most {MAX_RANK} dimensions here")
     flat: list[bytes] = []
 
     def fill(item: Any, level: int) -> None:

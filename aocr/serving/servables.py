@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +21,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from aocr.core import savedmodel
+from aocr.core import defaults, savedmodel
 from aocr.core.errors import AocrError
-from aocr.core.images import declared_too_large
+from aocr.core.images import BadImage, check_served_image
 from aocr.core.precision import enable_bfloat16_rewrite
 from aocr.serving.batching import Batcher, BatchOptions
 from aocr.serving.shards import Shards, cpu_shards, one_thread_per_op
@@ -38,6 +39,28 @@ def session_message(error: tf.errors.OpError) -> str:
                                                                   "Node: '"))):
         lines.pop(0)
     return "\n".join(lines) or type(error).__name__
+
+
+def check_request_images(images: np.ndarray) -> None:
+    """Refuse a request's images before anything decodes them: INVALID_ARGUMENT for an element that is not
+    bytes, or whose size cannot be read from its header, or that declares more than MAX_IMAGE_PIXELS;
+    RESOURCE_EXHAUSTED for more than MAX_REQUEST_IMAGES images or MAX_REQUEST_PIXELS pixels in all."""
+    flat = images.reshape(-1)
+    if flat.size > defaults.MAX_REQUEST_IMAGES:
+        raise ServingError(Code.RESOURCE_EXHAUSTED, f"{flat.size} images in one request, over the limit of "
+                           f"{defaults.MAX_REQUEST_IMAGES}; send them in several requests")
+    pixels = 0
+    for index, data in enumerate(flat):
+        if not isinstance(data, bytes | np.bytes_):
+            raise invalid(f"image {index} is not a string of bytes")
+        try:
+            pixels += check_served_image(bytes(data)).pixels
+        except BadImage as e:
+            raise invalid(f"image {index}: {e}") from None
+        if pixels > defaults.MAX_REQUEST_PIXELS:
+            raise ServingError(Code.RESOURCE_EXHAUSTED, f"the request's first {index + 1} images declare "
+                               f"{pixels / 1e6:.1f} megapixels in all, over the limit of "
+                               f"{defaults.MAX_REQUEST_PIXELS / 1e6:g}; send them in several requests")
 
 
 def require_image_bytes(signature: Any, key: str) -> None:
@@ -80,13 +103,10 @@ class Version:
         """All outputs of a signature for `images`; with batching on, `serving_default` requests of a
         scalar or a list are batched with others (an `n_best` request runs alone).
 
-        An image whose header declares more than MAX_IMAGE_PIXELS pixels is refused before anything
-        decodes it (INVALID_ARGUMENT), so a small hostile file cannot make the server allocate gigabytes.
+        Every image is sized from its header before anything decodes it (check_request_images), so a
+        small hostile request cannot make the server allocate gigabytes.
         """
-        for index, data in enumerate(images.reshape(-1)):
-            reason = declared_too_large(bytes(data)) if isinstance(data, bytes | np.bytes_) else None
-            if reason:
-                raise invalid(f"image {index} {reason}")
+        check_request_images(images)
         if self.batcher is None or signature_key != savedmodel.SIGNATURE or images.ndim > 1 or images.size == 0:
             return self.run(images, signature_key)
         if images.ndim == 0:
@@ -155,8 +175,9 @@ class Servable:
 
     def close(self, timeout: float) -> None:
         """Drain every version's queue (within `timeout` seconds in all) and release the sessions."""
+        deadline = time.monotonic() + timeout
         for version in self.versions.values():
-            version.close(timeout)
+            version.close(max(0.0, deadline - time.monotonic()))
 
 
 def parse_labels(pairs: Sequence[str]) -> dict[str, int]:
@@ -164,7 +185,7 @@ def parse_labels(pairs: Sequence[str]) -> dict[str, int]:
     labels: dict[str, int] = {}
     for pair in pairs:
         label, _, number = pair.partition("=")
-        if not label or not number.isdigit() or label.isdigit() or "/" in label or ":" in label:
+        if not label or not savedmodel.is_version_number(number) or label.isdigit() or "/" in label or ":" in label:
             raise AocrError(f"--version-label {pair!r}: expected LABEL=VERSION, such as stable=1 "
                             "(a label is not a number and has no '/' or ':')")
         if label in labels and labels[label] != int(number):

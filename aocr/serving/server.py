@@ -42,6 +42,7 @@ DRAIN_TIMEOUT_S = 30.0  # longest wait for requests in flight once asked to stop
 # each waited 12 ms for its clients (258 requests/s); with 64, as batches of 31 (300 requests/s).
 MIN_REQUEST_THREADS = 16
 MAX_REQUEST_THREADS = 256
+DEFAULT_GRPC_PORT = 8500  # as tensorflow_model_server's --port
 MAX_ENQUEUED_IMAGES = 4096  # images waiting for a batch; more are refused with UNAVAILABLE (HTTP 503)
 ARRIVAL_TIMEOUT_S = 60.0  # longest a request (headers and body) may take to arrive; then its connection is closed
 
@@ -54,7 +55,7 @@ class ServeOptions:
     model_name: str = defaults.SERVE_MODEL_NAME
     host: str = defaults.SERVE_HOST
     port: int = defaults.SERVE_PORT  # the REST API's
-    grpc_port: int = 8500  # 0: no gRPC
+    grpc_port: int | None = None  # 0: no gRPC; None: DEFAULT_GRPC_PORT where the gRPC packages are installed
     version: int | None = None  # the version to serve (None: the newest)
     version_labels: tuple[str, ...] = ()  # "LABEL=VERSION", as --version-label takes them
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES
@@ -143,20 +144,23 @@ def start_rest(servable: Servable, options: ServeOptions, threads: int, traffic:
 
 
 def start_grpc(servable: Servable, options: ServeOptions, threads: int, traffic: Traffic) -> Any:
-    """TF Serving's gRPC API on --grpc-port with `threads` request threads (None with --grpc-port 0, or where
-    its packages are missing)."""
-    if not options.grpc_port:
+    """TF Serving's gRPC API on --grpc-port with `threads` request threads (None with --grpc-port 0, or without
+    --grpc-port where its packages are missing). A port asked for that cannot be served is an error."""
+    if options.grpc_port == 0:
         return None
+    port = DEFAULT_GRPC_PORT if options.grpc_port is None else options.grpc_port
     try:
         from aocr.serving import grpc_api
     except ImportError as e:
+        if options.grpc_port is not None:
+            raise AocrError(f"--grpc-port {port}: gRPC needs packages that are not installed ({e}); "
+                            "`pip install 'aocr[grpc]'` adds them, or --grpc-port 0 serves REST alone") from None
         log.warning("gRPC is off (%s): `pip install 'aocr[grpc]'` adds it (tensorflow-serving-api and grpcio); "
                     "the REST API serves as usual", e)
         return None
-    server = grpc_api.start(servable, options.host, options.grpc_port, options.max_request_bytes, threads,
-                            REQUEST_TIMEOUT_S, traffic)
-    log.info("gRPC API (TF Serving's PredictionService and ModelService) at %s:%d", options.host,
-             options.grpc_port)
+    server = grpc_api.start(servable, options.host, port, options.max_request_bytes, threads, REQUEST_TIMEOUT_S,
+                            traffic)
+    log.info("gRPC API (TF Serving's PredictionService and ModelService) at %s:%d", options.host, port)
     return server
 
 
