@@ -211,10 +211,11 @@ def _add_dataset(sub: Any, common: argparse.ArgumentParser, charset: argparse.Ar
                                    "line images with NAME.gt.txt beside each, and PAGE-XML or ALTO files (their text "
                                    "lines cropped from the page image). TIFF and other images TensorFlow does not "
                                    "decode are stored as PNG.")
-    p.add_argument("paths", metavar="INPUT [INPUT ...] [OUTPUT]", nargs="+",
-                   help="what to read: an annotation file, a folder (searched recursively) or a quoted glob of line "
-                        "images with their .gt.txt, or a PAGE-XML/ALTO file; with more than one path, the last is "
-                        f"the TFRecords file to write (default: {defaults.DATASET_OUTPUT})")
+    p.add_argument("paths", metavar="PATH", nargs="+",
+                   help="INPUT [INPUT ...] [OUTPUT]: each INPUT an annotation file, a folder (searched "
+                        "recursively) or a quoted glob of line images with their .gt.txt, or a PAGE-XML/ALTO file; "
+                        "with more than one path, the last is the TFRecords file to write (default: "
+                        f"{defaults.DATASET_OUTPUT})")
     p.add_argument("--log-step", type=_positive_int, default=defaults.LOG_STEP,
                    help="log progress every N lines when not on a terminal (default: %(default)s)")
     p.add_argument("--save-filename", action="store_true",
