@@ -38,11 +38,14 @@ def test_corrupt_params_file_is_a_clear_error(tmp_path):
         params.load(str(tmp_path))
 
 
+# A params.json of the first format, as an aocr of before --image-height wrote it.
+FIRST_FORMAT = {"max_width": 160, "max_height": 60, "max_prediction": 8, "charset": "0123456789",
+                "force_uppercase": True, "channels": 1, "attn_num_hidden": 128, "attn_num_layers": 2,
+                "use_gru": False, "target_embedding_size": 10}
+
+
 def test_a_params_file_from_before_image_height_reads_as_32(tmp_path):
-    (tmp_path / "params.json").write_text('{"max_width": 160, "max_height": 60, "max_prediction": 8, '
-                                          '"charset": "0123456789", "force_uppercase": true, "channels": 1, '
-                                          '"attn_num_hidden": 128, "attn_num_layers": 2, "use_gru": false, '
-                                          '"target_embedding_size": 10}')
+    (tmp_path / "params.json").write_text(json.dumps(FIRST_FORMAT))
     loaded = params.load(str(tmp_path))
     assert loaded.image_height == 32 and loaded.image_width == 88
 
@@ -58,10 +61,7 @@ def test_image_height_scales_the_input_width():
 
 
 def test_a_params_file_from_before_the_cnn_choice_reads_as_the_original_network(tmp_path):
-    (tmp_path / "params.json").write_text('{"max_width": 160, "max_height": 60, "max_prediction": 8, '
-                                          '"charset": "0123456789", "force_uppercase": true, "channels": 1, '
-                                          '"attn_num_hidden": 128, "attn_num_layers": 2, "use_gru": false, '
-                                          '"target_embedding_size": 10, "image_height": 32}')
+    (tmp_path / "params.json").write_text(json.dumps({**FIRST_FORMAT, "image_height": 32}))
     loaded = params.load(str(tmp_path))
     assert loaded.cnn == "original" and loaded.encoder_units == 256
 

@@ -4,10 +4,7 @@ import string
 
 BATCH_SIZE = 65  # test and predict, as the original aocr
 # Training: the first hundreds of steps, until the attention aligns, cost steps rather than images,
-# so a smaller batch learns more per minute. 10 minutes on 2 cores: 6000 rendered strings 99.2% words
-# at batch 16 (3236 steps), 97.2-98.8% at 32, 98.8% at 65; captcha-style images 86.7% at 16, 86.3%
-# at 32; lines of 8-28 Latin, Cyrillic and Greek characters 78.9% of characters at 16 (1334 steps)
-# and 9.8% at 32 (830 steps, not aligned).
+# so a smaller batch learns more per minute (benchmarks/model_benchmark.py compares batch sizes).
 TRAIN_BATCH_SIZE = 16
 STEPS_PER_CHECKPOINT = 100
 NUM_EPOCH = 1000
@@ -57,7 +54,7 @@ SERVE_PORT = 8501
 SERVE_MODEL_NAME = "aocr"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 # What one request to aocr serve may ask for: images, and pixels declared by their headers all together
-# (decoding costs some 16 bytes a pixel, so the pixel budget bounds a request's memory at about 1.6 GB).
+# (decoding costs some 16 bytes a pixel, so the pixel budget bounds what a request can make the server hold).
 MAX_REQUEST_IMAGES = 1024
 MAX_REQUEST_PIXELS = 100_000_000
 
@@ -66,21 +63,19 @@ AUGMENT_LEVELS = ("none", "light", "strong")
 AUGMENT = "light"
 # Share of the training records held out for validation when no --validation file is given (0: none).
 VALIDATION_SPLIT = 0.05
-# Held-out (or --validation) records scored at each checkpoint. 1000 images take about 1.7 s in bfloat16 on
-# 2 cores, a tenth of the 15 s that 100 steps at batch 16 train; 2000 took a fifth. The word accuracy of
-# 1000 images is within about 1 point (one standard error at 90%).
+# Held-out (or --validation) records scored at each checkpoint: enough for a word accuracy within about a
+# point (one standard error at 90%), few enough that scoring takes a small share of the training time.
 VALIDATION_LIMIT = 1000
 # Checkpoints without a better validation score before training stops (None: never stop early).
 PATIENCE = None
 # Which checkpoint test, predict and export load: "best" (the best validated, else the latest), "latest" or a path.
 CHECKPOINT = "best"
 # The most pixels an image may declare (--max-image-pixels), checked from its header before anything decodes it.
-# 50 megapixels holds a 48 MP phone photo (8000x6000) and a 600 dpi scan of an A4 page (35 MP); decoding one
-# at the limit costs about 800 MB (16 bytes a pixel, measured), where a 110 KB PNG declaring 30000x30000 would
-# cost over 14 GB.
+# 50 megapixels holds a 48 MP phone photo (8000x6000) and a 600 dpi scan of an A4 page (35 MP); decoding
+# costs some 16 bytes a pixel, so a small PNG declaring 30000x30000 would otherwise cost over 14 GB.
 MAX_IMAGE_PIXELS = 50_000_000
 # Seconds a training step of a cluster may wait for the other tasks (--step-timeout) before the trainer saves (the
 # chief) and stops, naming the tasks that no longer answer. It must outlast the chief's checkpoint, during which the
-# other trainers' steps wait: a save and a validation of up to 1000 images, some 5-20 s on a CPU; 120 s leaves
-# room for that three times over, where 300 s kept a cluster that bills by the minute idle for five.
+# other trainers' steps wait (a save and a validation of up to VALIDATION_LIMIT images), with room to spare,
+# yet not keep a cluster that bills by the minute idle for long.
 STEP_TIMEOUT = 120.0

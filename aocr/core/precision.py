@@ -1,8 +1,7 @@
 """The arithmetic precision of the CNN's convolutions.
 
 On CPUs with bfloat16 matrix units (Intel AMX or AVX-512 BF16), oneDNN runs bfloat16
-convolutions faster than float32 (measured on 2 cores: 1.7x with AVX-512 BF16, 2.5x with
-AMX); elsewhere bfloat16 is emulated and slower.
+convolutions faster than float32; elsewhere bfloat16 is emulated and slower.
 Training takes bfloat16 by default where the CPU has the units. Inference (test, predict, exports)
 is float32 unless --precision bfloat16 asks for it, so an export answers alike on any machine.
 Variables, the LSTMs and the attention are float32 always, under `aocr serve`'s rewrite of a loaded
@@ -101,8 +100,7 @@ def serving_precision(choice: str) -> str:
 
 
 # Matrix products stay float32 under the rewrite: the decoder's are small, one per step, and their casts
-# cost more than they save (batches of 8 served, best of 3 rounds over 496 images: 5.43 ms/image with the
-# convolutions alone, 5.88 with the matrix products too, 9.26 in float32).
+# cost more than they save.
 BFLOAT16_REWRITE_SKIPS = ("TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_ALLOWLIST_REMOVE",
                           "MatMul,BatchMatMul,BatchMatMulV2,Einsum")
 

@@ -89,8 +89,7 @@ def with_constant_weights(session: tf1.Session, fetch_names: Iterable[str],
 
     Inference never changes its weights, and as constants what is computed from them alone is
     computed once, by Grappler's constant folding at the first run, instead of at every run: chiefly
-    the bfloat16 copies of the convolutions' weights, about 6 ms a run at any batch size (a third of a
-    one-image answer on two cores).
+    the bfloat16 copies of the convolutions' weights, a large share of a one-image answer.
 
     A graph with lookup tables (a SavedModel from another exporter may keep its charset in one) is left
     as it is, and `session` returned: a table's contents live in the session, not in a variable, and

@@ -140,8 +140,8 @@ class Decoder:
     @staticmethod
     def _location_windows(weights: tf.Tensor) -> tf.Tensor:
         """weights float32 [B, T] -> [B, T, LOCATION_WIDTH], the weights around each column (zeros beyond
-        the ends), which times location_matrix is a 1-D convolution with padding SAME. A convolution op
-        of one input channel took 360 us a step at batch 8, these 13 small ops a fraction of it."""
+        the ends), which times location_matrix is a 1-D convolution with padding SAME: on a CPU, a convolution op
+        of one input channel costs far more per decoder step than these few small ops."""
         half = LOCATION_WIDTH // 2
         padded = tf.pad(weights, [[0, 0], [half, half]])
         columns = tf.shape(weights)[1]

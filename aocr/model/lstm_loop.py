@@ -4,9 +4,8 @@ pass (no peepholes or clipping) with the same weights, faster where a request's 
 BlockLSTMV2 multiplies [x_t, h_t-1] by all of its weights at every step. Here the inputs' share is one
 matrix product over all steps before the loop (oneDNN's, large enough to run well), and the loop
 multiplies only h_t-1, for both directions in the same iteration, CHUNK steps per iteration, so the
-loop's own bookkeeping is paid once per CHUNK steps. Two cores, bfloat16 rewrite, T = 34 columns,
-512 -> 256 units: 5.7 -> 3.2 ms at batch 1, 9.1 -> 6.7 ms at batch 8, 41.8 -> 33.2 ms at batch 65
-(the chunk size of 4 was the best of 1, 4, 8 and 16 across those). Its ops are TensorFlow Lite builtins.
+loop's own bookkeeping is paid once per CHUNK steps (4 was the best of 1, 4, 8 and 16 at batches of 1, 8
+and 65). Its ops are TensorFlow Lite builtins.
 """
 
 from __future__ import annotations

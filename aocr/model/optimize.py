@@ -12,9 +12,8 @@ tf1 = tf.compat.v1
 
 # Adam's rate is scaled down with the square root of the batch size below the batch size its default rate
 # was tuned at (a smaller batch has a noisier gradient and takes shorter steps with it), and not scaled
-# up above it: 10 minutes of rendered strings at batch 128 read 97.4% and 98.2% of the test words (two
-# runs) at 0.002 against 95.6% at 0.004, the square-root rule's; 0.008 aligned later still (perplexity
-# 6.9 at step 400, against 3.2 at 0.004 and 2.2 at 0.002). Batch 65 reads 98.8% at 0.002 as at 0.0028.
+# up above it: a longer step at large batches made the attention align later, not sooner
+# (benchmarks/RESULTS.md has the runs).
 REFERENCE_BATCH = 32
 
 

@@ -38,8 +38,8 @@ log = logging.getLogger("aocr")
 REQUEST_TIMEOUT_S = 30.0  # TF Serving's --rest_api_timeout_in_ms default
 DRAIN_TIMEOUT_S = 30.0  # longest wait for requests in flight once asked to stop
 # Threads for each API's requests. A request holds its thread while it waits for its batch, so there are
-# enough for a full batch running and the next one filling: with 16, 32 clients ran as batches of 16 that
-# each waited 12 ms for its clients (258 requests/s); with 64, as batches of 31 (300 requests/s).
+# enough for a full batch running and the next one filling; fewer would cap the batches, and with them the
+# throughput, at the thread count.
 MIN_REQUEST_THREADS = 16
 MAX_REQUEST_THREADS = 256
 DEFAULT_GRPC_PORT = 8500  # as tensorflow_model_server's --port

@@ -3,9 +3,8 @@
 Most of a served batch's ops are small (the encoder's and the decoder's steps), and on a CPU
 TensorFlow's intra-op threads split each of them at more cost than gain. With one thread per op
 and the batch cut into one shard per core, images of similar width together (less padding), the
-cores work on separate shards instead: on 2 cores, in bfloat16, a batch of 8 images ran in 16.6 ms
-instead of 22.5, one of 32 in 52 ms instead of 61, and a lone image in 5.9 ms instead of 7.3 (README).
-Where a GPU computes, batches run whole, as before.
+cores work on separate shards instead, with less time lost to splitting and waiting
+(benchmarks/serve_benchmark.py measures both). Where a GPU computes, batches run whole.
 """
 
 from __future__ import annotations
