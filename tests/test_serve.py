@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -661,3 +662,19 @@ def test_only_ascii_digits_name_a_version(tmp_path):
     assert savedmodel.versions(str(tmp_path)) == [1, 12]
     with pytest.raises(AocrError, match="expected LABEL=VERSION"):
         parse_labels(["stable=²"])
+
+
+@pytest.mark.parametrize("client", ["rest_client.py", "grpc_client.py"])
+def test_the_example_clients_read_what_the_server_answers(server, grpc_address, digits_set, expected, client):
+    """examples/: the REST client (standard library only) and the gRPC client (TF Serving's stubs), as a user
+    runs them against a real server."""
+    url, _ = server
+    address = url if client == "rest_client.py" else grpc_address
+    images = [str(path) for path in digits_set.images[:3]]
+    script = Path(__file__).resolve().parent.parent / "examples" / client
+    result = subprocess.run([sys.executable, str(script), address, *images], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [(path, text) for path, text, _ in rows] == list(zip(images, expected[:3], strict=True))
+    assert all(0 < float(probability) <= 1 for _, _, probability in rows)
