@@ -1,5 +1,9 @@
 """`aocr predict`: paths as arguments, directories or stdin; tab-separated answers; bad files reported."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import tensorflow as tf
 
 from aocr.core import params
@@ -57,6 +61,20 @@ def test_unreadable_files_are_reported_and_the_rest_go_on(trained_model, digits_
     assert result.returncode == 0
     assert [row[0] for row in parse(result.stdout)] == [good]
     assert "missing.png" in result.stderr and "notes.png" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_python_api_example_reads_as_predict_does_and_names_what_it_cannot(trained_model, digits_set, tmp_path):
+    """examples/read_images.py: the Recognizer as a user's program uses it, a bad file among good ones."""
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not an image")
+    paths = [str(digits_set.images[0]), str(not_image), str(digits_set.images[1])]
+    script = Path(__file__).resolve().parent.parent / "examples" / "read_images.py"
+    result = subprocess.run([sys.executable, str(script), str(trained_model), *paths], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    predicted = run_aocr("predict", paths[0], paths[2], "--model-dir", str(trained_model), cwd=tmp_path)
+    assert [row[:2] for row in parse(result.stdout)] == [row[:2] for row in parse(predicted.stdout)]
+    assert f"{not_image}: skipped, " in result.stderr and "Traceback" not in result.stderr
 
 
 def test_no_readable_image_exits_non_zero(trained_model, tmp_path):

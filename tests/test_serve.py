@@ -1,6 +1,7 @@
 """`aocr serve`: TF Serving's REST API on 127.0.0.1, driven by a real HTTP client."""
 
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -375,6 +376,44 @@ def test_sigterm_answers_the_requests_in_flight_then_exits(exported, digits_set,
     assert all(row["output"] == expected[1] for _, answer in answers for row in answer["predictions"])
     time.sleep(0.5)  # the log reader's last lines
     assert any(re.search(r"last \d+ s: 6 requests .*, 0 failed; latency p50", line) for line in later_log), later_log
+
+
+def test_a_second_sigterm_stops_the_server_at_once_while_a_request_still_runs(exported, digits_set, tmp_path):
+    """A request whose model run takes a minute (the run is slowed down in the server's process) holds the
+    drain after a first SIGTERM; a second one ends the server at once with the status of a forced stop."""
+    started = tmp_path / "run-started"
+    slow_run = ("import pathlib, time, aocr.serving.servables as s; predict = s.Version.predict; "
+                f"s.Version.predict = lambda self, *a, **k: (pathlib.Path({str(started)!r}).touch(), time.sleep(60), "
+                "predict(self, *a, **k))[2]")
+    later_log = []
+    process, url, _ = start_server(exported, "--grpc-port", "0", "--no-enable-batching", cwd=exported.parent,
+                                   before=slow_run, later_log=later_log)
+    body = {"instances": [{"b64": b64(digits_set.images[0])}]}
+
+    def ask() -> None:
+        with contextlib.suppress(OSError, http.client.HTTPException):  # the server is stopped under it
+            call(url, "/v1/models/aocr:predict", body)
+
+    client = threading.Thread(target=ask, daemon=True)
+    client.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the request never reached the model"
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while not any("answering the requests in flight" in line for line in later_log):
+            assert time.monotonic() < deadline and process.poll() is None, later_log
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signal.SIGTERM
+    assert any("SIGTERM received again: stopping at once" in line for line in later_log), later_log
 
 
 def test_version_label_mistakes_are_clear_errors(exported):

@@ -33,7 +33,8 @@ def forced_exit_status(signum: int) -> int:
     return FORCED_EXIT_BASE + signum
 
 
-def _flush_logs() -> None:
+def flush_logs() -> None:
+    """Flush the log handlers and the standard streams, before an os._exit that would lose their buffers."""
     for logger in (log, logging.getLogger()):
         for handler in logger.handlers:
             handler.flush()
@@ -145,5 +146,5 @@ class StopRequest:
         else:
             log.error("%s received again: stopping at once, without saving (exit status %d: a forced stop)",
                       sig.name, status)
-        _flush_logs()
+        flush_logs()
         os._exit(status)

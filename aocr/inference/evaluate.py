@@ -11,7 +11,7 @@ from aocr.core.progress import Progress
 from aocr.data.records import Record, expand_dataset_paths, iter_records
 from aocr.inference.metrics import Accuracy, Coverage
 from aocr.inference.predict import CHUNK_BATCHES
-from aocr.inference.recognizer import Recognizer, Result, chunks
+from aocr.inference.recognizer import Recognizer, Result, Unreadable, chunks
 from aocr.inference.visualize import AttentionWriter
 
 log = logging.getLogger("aocr")
@@ -38,8 +38,8 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
                 if charset.unknown_chars(label) or len(label) > params.max_prediction:
                     unlearnable += 1
                 name = record.comment or f"{record.source}#{record.position}"
-                if isinstance(result, str):
-                    log.warning("%s: %s; counted as wrong", name, result)
+                if isinstance(result, Unreadable):
+                    log.warning("%s: %s; counted as wrong", name, result.reason)
                     correct = accuracy.add("", label)
                 else:
                     correct = accuracy.add(result.text, label)
@@ -48,7 +48,7 @@ def evaluate(recognizer: Recognizer, dataset: str, batch_size: int, headline_ful
                     if on_result is not None:
                         on_result(record, label, result)
                 if coverage is not None:
-                    readable = not isinstance(result, str)
+                    readable = isinstance(result, Result)
                     coverage.add(result.probability if readable else 0.0, correct,
                                  result.outside_lexicon if readable and result.unconstrained else None)
             name, headline = (("word accuracy", accuracy.word_accuracy) if headline_full_match

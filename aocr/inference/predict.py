@@ -19,7 +19,7 @@ from aocr.core import defaults
 from aocr.core.errors import AocrError
 from aocr.core.files import join, read_bytes
 from aocr.core.images import BadImage, image_size
-from aocr.inference.recognizer import Recognizer, Result, chunks
+from aocr.inference.recognizer import Recognizer, Result, Unreadable, chunks
 from aocr.inference.visualize import AttentionWriter
 
 log = logging.getLogger("aocr")
@@ -47,16 +47,16 @@ def stdin_paths() -> Iterator[str]:
             yield path
 
 
-def read_image(path: str, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> bytes | str:
-    """The file's bytes, or a string saying why they cannot be used (unreadable, over max_pixels
-    by its header, or turned by an EXIF orientation that the model would not see)."""
+def read_image(path: str, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> bytes | Unreadable:
+    """The file's bytes, or why they cannot be used (unreadable, over max_pixels by its header, or turned
+    by an EXIF orientation that the model would not see)."""
     try:
         data = read_bytes(path)
         image_size(data, max_pixels=max_pixels, upright=True)
     except AocrError as e:
-        return str(e).removeprefix(f"{path}: ")
+        return Unreadable(str(e).removeprefix(f"{path}: "))
     except BadImage as e:
-        return str(e)
+        return Unreadable(str(e))
     return data
 
 
@@ -97,8 +97,8 @@ def predict(recognizer: Recognizer, paths: Iterable[str], batch_size: int, chunk
         results = iter(recognizer.recognize([data for _, data in good], batch_size))
         for path, data in loaded:
             outcome = next(results) if isinstance(data, bytes) else data
-            if isinstance(outcome, str):
-                print(f"aocr predict: {path}: {outcome}; skipped", file=sys.stderr, flush=True)
+            if isinstance(outcome, Unreadable):
+                print(f"aocr predict: {path}: {outcome.reason}; skipped", file=sys.stderr, flush=True)
                 failed += 1
             else:
                 sys.stdout.write(line(path, outcome))

@@ -65,6 +65,13 @@ class Result:
         return self.unconstrained is not None and outside_lexicon(self.probability, self.unconstrained.probability)
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """An image that gave no Result, and why: its header was refused (never decoded) or it did not decode."""
+
+    reason: str
+
+
 def _candidate(text: bytes, probability: float, char_probabilities: np.ndarray) -> Candidate:
     decoded = text.decode("utf-8")
     return Candidate(decoded, float(probability), [float(p) for p in char_probabilities[:len(decoded)]])
@@ -172,15 +179,16 @@ class Recognizer:
                                   first.char_probabilities, candidates, unconstrained))
         return results
 
-    def recognize(self, images: Sequence[bytes], batch_size: int) -> list[Result | str]:
+    def recognize(self, images: Sequence[bytes], batch_size: int) -> list[Result | Unreadable]:
         """Results in input order, batching images of similar width together.
 
         An image the graph cannot decode, or whose header declares more than max_pixels
-        pixels (never decoded), gives a string saying why instead of a Result; the others in
-        its batch are still recognized.
+        pixels (never decoded), gives an Unreadable saying why instead of a Result; the others
+        in its batch are still recognized.
         """
-        results: list[Result | str] = [check_image_header(image, self.max_pixels) or "" for image in images]
-        decodable = [i for i, problem in enumerate(results) if not problem]
+        problems = [check_image_header(image, self.max_pixels) for image in images]
+        results: list[Result | Unreadable] = [Unreadable(problem or "") for problem in problems]
+        decodable = [i for i, problem in enumerate(problems) if problem is None]
         batches = [[decodable[i] for i in batch] for batch in width_batches([images[i] for i in decodable],
                                                                              batch_size)]
         # Several batches in flight: one's image decoding and sequential LSTM steps fill the gaps
@@ -192,17 +200,17 @@ class Recognizer:
                     results[index] = result
         return results
 
-    def _recognize_batch(self, images: list[bytes]) -> list[Result | str]:
+    def _recognize_batch(self, images: list[bytes]) -> list[Result | Unreadable]:
         try:
             return self.run_batch(images)
         except tf.errors.InvalidArgumentError:
             return [self._recognize_alone(image) for image in images]  # find the bad one(s)
 
-    def _recognize_alone(self, image: bytes) -> Result | str:
+    def _recognize_alone(self, image: bytes) -> Result | Unreadable:
         try:
             return self.run_batch([image])[0]
         except tf.errors.InvalidArgumentError as e:
-            return f"cannot decode the image ({first_line_of(e.message)})"
+            return Unreadable(f"cannot decode the image ({first_line_of(e.message)})")
 
     def close(self) -> None:
         self.session.close()

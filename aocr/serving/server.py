@@ -17,6 +17,7 @@ imports no model or export code.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import Any
 from aocr.core import defaults
 from aocr.core.errors import AocrError
 from aocr.core.precision import serving_precision
+from aocr.core.signals import flush_logs, forced_exit_status
 from aocr.serving.batching import BatchOptions
 from aocr.serving.rest import App
 from aocr.serving.servables import Servable, load_servable, parse_labels
@@ -176,6 +178,28 @@ def batch_options(options: ServeOptions) -> BatchOptions | None:
                         max_enqueued_images=max(MAX_ENQUEUED_IMAGES, options.max_batch_size))
 
 
+def stop_on_signals(rest_server: Any) -> threading.Event:
+    """SIGTERM and SIGINT handlers for the server: the first sets the returned event (and wakes the REST
+    server's loop), so that the requests in flight are answered before it stops; a second one ends the
+    process at once, with the status of a forced stop, whatever is still waiting."""
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if stopping.is_set():
+            log.error("%s received again: stopping at once, without answering the requests in flight (exit status "
+                      "%d)", name, forced_exit_status(signum))
+            flush_logs()
+            os._exit(forced_exit_status(signum))
+        log.info("%s received: answering the requests in flight, then stopping (again: at once)", name)
+        stopping.set()
+        rest_server.pull_trigger()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return stopping
+
+
 def serve(options: ServeOptions) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
     labels = parse_labels(options.version_labels or [])
@@ -193,16 +217,7 @@ def serve(options: ServeOptions) -> int:
             grpc_server.stop(grace=None)
         servable.close(timeout=0.0)
         raise
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: object) -> None:
-        if not stopping.is_set():
-            log.info("%s received: answering the requests in flight, then stopping", signal.Signals(signum).name)
-        stopping.set()
-        rest_server.pull_trigger()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = stop_on_signals(rest_server)
     served = ", ".join(str(number) for number in sorted(servable.versions, reverse=True))
     label_text = "".join(f", label {label}={number}" for label, number in sorted(labels.items()))
     if batching is not None:
