@@ -62,13 +62,17 @@ def atomic_output(path: str) -> Iterator[str]:
 
 def link_or_copy(source: str, target: str) -> None:
     """Make `target` hold `source`'s bytes: a hard link where both are on one local file system (no bytes
-    move), a copy elsewhere (gs://, another device). The copy goes through a temporary name."""
+    move), a copy elsewhere (gs://, another device). Either goes through a temporary name that replaces
+    `target` in one step, so `target` holds its old bytes or the new ones at every moment."""
     if "://" not in source + target:
-        with contextlib.suppress(OSError):
-            if os.path.lexists(target):
-                os.remove(target)
-            os.link(source, target)
+        temp = temp_path_beside(target)
+        try:
+            os.link(source, temp)
+            os.replace(temp, target)
             return
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.remove(temp)
     with atomic_output(target) as temp:
         tf.io.gfile.copy(source, temp, overwrite=True)
 

@@ -120,14 +120,30 @@ def export_savedmodel(checkpoint: str, params: ModelParams, export_dir: str, ver
             builder.save()
         check_savedmodel(build_dir, params, decoding)
         if not in_place:
-            if tf.io.gfile.exists(target):
-                tf.io.gfile.rmtree(target)
-            tf.io.gfile.rename(build_dir, target)
+            replace_directory(build_dir, target)
         done = True
     finally:
         if not done and tf.io.gfile.exists(build_dir):
             tf.io.gfile.rmtree(build_dir)
     return target
+
+
+def replace_directory(new: str, target: str) -> None:
+    """Rename the directory `new` to `target`. An old `target` is first renamed aside and removed last, so that
+    at every moment the old version or the new one is whole under some name, and a failed rename puts the
+    old one back."""
+    old = None
+    if tf.io.gfile.exists(target):
+        old = temp_path_beside(target)
+        tf.io.gfile.rename(target, old)
+    try:
+        tf.io.gfile.rename(new, target)
+    except BaseException:
+        if old is not None:
+            tf.io.gfile.rename(old, target)
+        raise
+    if old is not None:
+        tf.io.gfile.rmtree(old)
 
 
 def check_savedmodel(path: str, params: ModelParams, decoding: Decoding) -> None:
