@@ -32,6 +32,10 @@ TWO_WORKERS = {"worker": ["127.0.0.1:1", "127.0.0.1:2"], "ps": ["127.0.0.1:3"]}
     (tf_config(TWO_WORKERS, "chief"), "no entry in the cluster"),
     (tf_config(TWO_WORKERS, "worker", 2), "out of range"),
     (tf_config({"ps": ["127.0.0.1:3"]}, "ps"), "no chief and no worker"),
+    (json.dumps({"cluster": TWO_WORKERS, "task": {"type": "worker", "index": True}}), "out of range"),
+    (tf_config({"chief": ["127.0.0.1:4"], "master": ["127.0.0.1:5"], **TWO_WORKERS}, "chief"), "both 'chief'"),
+    (tf_config({"chief": ["127.0.0.1:4", "127.0.0.1:5"], **TWO_WORKERS}, "chief"), "more than one chief"),
+    (tf_config({"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "worker"), "no 'ps' job"),
 ])
 def test_a_bad_tf_config_names_what_is_wrong(text, words):
     with pytest.raises(AocrError, match="TF_CONFIG") as error:

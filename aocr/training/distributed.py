@@ -74,12 +74,25 @@ def parse_tf_config(text: str) -> ClusterTask:
         raise AocrError(f"TF_CONFIG task.type {task_type!r} is unknown; expected one of {', '.join(TASK_TYPES)}")
     if task_type not in cluster:
         raise AocrError(f"TF_CONFIG task.type {task_type!r} has no entry in the cluster")
-    if not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
         raise AocrError(f"TF_CONFIG task.index {index!r} is out of range: cluster.{task_type} has "
                         f"{len(cluster[task_type])} address(es)")
+    _check_jobs(cluster)
+    return ClusterTask(cluster, task_type, index)
+
+
+def _check_jobs(cluster: dict[str, list[str]]) -> None:
+    """The jobs a cluster of several tasks needs: someone to train, one chief at most, a parameter server."""
     if not cluster.get("worker") and not any(cluster.get(job) for job in ("chief", "master")):
         raise AocrError("TF_CONFIG cluster has no chief and no worker to train")
-    return ClusterTask(cluster, task_type, index)
+    if cluster.get("chief") and cluster.get("master"):
+        raise AocrError("TF_CONFIG cluster has both 'chief' and 'master', two names for the one chief: keep one")
+    if len(cluster.get("chief", []) + cluster.get("master", [])) > 1:
+        raise AocrError("TF_CONFIG cluster has more than one chief address; a cluster has one chief")
+    tasks = sum(len(addresses) for addresses in cluster.values())
+    if tasks > 1 and not cluster.get("ps"):
+        raise AocrError("TF_CONFIG cluster has no 'ps' job: aocr trains a cluster with parameter servers; add one "
+                        "('ps': ['host:port']), or unset TF_CONFIG to train on one machine")
 
 
 def from_environment() -> ClusterTask | None:
