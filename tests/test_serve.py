@@ -211,6 +211,7 @@ def test_paths_outside_v1_are_not_found(server):
 
 
 PLAIN_TEXT = base64.b64encode(b"plain text").decode()
+TRUNCATED_PNG = base64.b64encode(hostile_images.encode(hostile_images.text_image(), "PNG")[:80]).decode()
 
 
 @pytest.mark.parametrize(("path", "raw", "status", "error"), [
@@ -232,6 +233,8 @@ PLAIN_TEXT = base64.b64encode(b"plain text").decode()
     ("/v1/models/aocr:predict", f'{{"instances": [{{"b64": "{PLAIN_TEXT}"}}]}}'.encode(), 400,
      "Unknown image file format"),
     ("/v1/models/aocr:predict", b'{"instances": []}', 400, "No values in 'instances' array"),
+    ("/v1/models/aocr:predict", f'{{"instances": [{{"b64": "{TRUNCATED_PNG}"}}]}}'.encode(), 400,
+     "Invalid PNG data"),
     ("/v1/models/aocr:predict", b'{"instances": [], "inputs": []}', 400,
      "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist"),
     ("/v1/models/aocr:predict", b'{"examples": []}', 400, "Missing 'inputs' or 'instances' key"),
@@ -255,6 +258,7 @@ def test_bad_requests_get_tf_servings_errors_and_the_server_keeps_serving(server
     url, _ = server
     got, answer = call(url, path, raw=raw)
     assert (got, error) == (status, error) and error in answer["error"]
+    assert "{{node" not in answer["error"] and "File " not in answer["error"]  # the server's words, not the graph's
     good, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
     assert good == 200 and answer["predictions"][0]["output"] == expected[0]
 

@@ -177,3 +177,21 @@ def test_close_answers_what_is_queued_then_refuses(batcher_of):
     with pytest.raises(ServingError) as closed:
         batcher.submit(images("late"), timeout=1)
     assert closed.value.code == Code.UNAVAILABLE
+
+
+def test_requests_left_when_the_drain_times_out_are_told_the_server_is_shutting_down(batcher_of):
+    model = Model()
+    model.gate.clear()  # the running batch holds until the end: the drain below cannot finish
+    batcher = batcher_of(model, max_batch_size=1, num_batch_threads=1)
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(batcher.submit, images(f"q{i}"), 10) for i in range(3)]
+        wait_until(lambda: batcher._queued_images + model.arrived == 3)
+        batcher.close(timeout=0.1)
+        model.gate.set()
+        outcomes = []
+        for future in futures:
+            try:
+                outcomes.append(future.result(timeout=10)["output"].tolist())
+            except ServingError as e:
+                outcomes.append(e.code)
+    assert outcomes.count(Code.UNAVAILABLE) == 2 and [o for o in outcomes if o != Code.UNAVAILABLE] == [[b"Q0"]]

@@ -117,6 +117,8 @@ class Batcher:
                 self._lock.wait(max(0.0, min(1.0, deadline - time.monotonic())))
             left, self._queue = list(self._queue), deque()
             self._queued_images = 0
+            for task in left:
+                task.queued = False  # out of the queue: their requests must not withdraw them again
         for task in left:
             if task.future.set_running_or_notify_cancel():
                 task.future.set_exception(ServingError(Code.UNAVAILABLE, "The server is shutting down"))

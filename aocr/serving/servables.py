@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,13 +33,16 @@ from aocr.serving.status import Code, ServingError, invalid, not_found
 log = logging.getLogger("aocr")
 
 
+# The node TensorFlow names after its message: "\t [[{{node decode_image/DecodeImage}}]]".
+NODE_NOTE = re.compile(r"\s*\[\[\{\{node [^}]*\}\}\]\]")
+
+
 def session_message(error: tf.errors.OpError) -> str:
-    """TensorFlow's own message for a failed run, without the lines its Python client adds in front."""
-    lines = (error.message or "").splitlines()
-    while lines and (not lines[0].strip() or lines[0].startswith(("Graph execution error:", "Detected at node",
-                                                                  "Node: '"))):
-        lines.pop(0)
-    return "\n".join(lines) or type(error).__name__
+    """TensorFlow's own message for a failed run, without what its Python client adds (the failing node, where
+    it was defined) and without the graph's node names, which mean nothing to a client."""
+    lines = [line for line in (error.message or "").splitlines()
+             if line.strip() and not line.startswith(("Graph execution error:", "Detected at node", "Node: '", "  "))]
+    return NODE_NOTE.sub("", "\n".join(lines)).strip() or type(error).__name__
 
 
 def check_request_images(images: np.ndarray) -> None:
