@@ -20,7 +20,7 @@ setup(
     install_requires=[line for line in (here / "requirements.txt").read_text().splitlines() if line.strip()],
     # gRPC serving: tensorflow-serving-api releases track TensorFlow's (2.21 needs TensorFlow 2.21), so pin it to
     # your TensorFlow's minor version if pip would otherwise move TensorFlow.
-    extras_require={"test": ["pytest", "pytest-xdist", "filelock", "ruff", "import-linter", "grpcio",
+    extras_require={"test": ["pytest", "pytest-xdist", "filelock", "ruff", "import-linter", "hypothesis", "grpcio",
                              "tensorflow-serving-api"],
                     "grpc": ["grpcio", "tensorflow-serving-api"],
                     "docs": ["mkdocs", "mkdocs-material", "mkdocstrings[python]"]},

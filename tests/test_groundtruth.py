@@ -173,3 +173,13 @@ def test_a_missing_page_image_skips_its_lines_naming_it(tmp_path, aocr_log):
     with pytest.raises(AocrError, match="no usable line"):
         run_dataset(tmp_path / "page.xml", tmp_path / "out.tfrecords")
     assert "page.tif" in aocr_log.text and "skipped" in aocr_log.text
+
+
+def test_an_input_given_last_by_mistake_is_not_overwritten(line_folder, tmp_path):
+    annotations = tmp_path / "more.txt"
+    annotations.write_text("some/image.png LABEL\n", encoding="utf-8")
+    with pytest.raises(AocrError, match="more.txt exists and is not a TFRecords file"):
+        run_dataset(line_folder, annotations)
+    assert annotations.read_text(encoding="utf-8") == "some/image.png LABEL\n"
+    output = tmp_path / "lines.tfrecords"
+    assert run_dataset(line_folder, output) == 0 and run_dataset(line_folder, output) == 0  # a TFRecords file: replaced

@@ -592,6 +592,22 @@ def test_a_grpc_tensor_declaring_more_elements_than_it_carries_is_refused_at_onc
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "values were sent" in error.value.details()
 
 
+def test_a_connection_that_sends_nothing_is_closed_and_others_are_answered(exported, digits_set, expected):
+    process, url, _ = start_server(exported, "--grpc-port", "0", cwd=exported.parent,
+                                   before="import aocr.serving.server; aocr.serving.server.IDLE_TIMEOUT_S = 2.0")
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=20) as idle:
+            started = time.monotonic()
+            status, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[2])}]})
+            assert status == 200 and answer["predictions"][0]["output"] == expected[2]
+            assert idle.recv(1024) == b""  # the server closed it
+            seconds = time.monotonic() - started
+        assert 2.0 <= seconds <= 10.0, seconds
+    finally:
+        stop_server(process)
+
+
 def open_fds(process):
     return len(os.listdir(f"/proc/{process.pid}/fd"))
 

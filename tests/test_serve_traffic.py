@@ -37,3 +37,30 @@ def test_answered_requests_log_at_debug_failures_at_info_and_a_summary_each_inte
     traffic.flush()
     assert caplog.records[-1].getMessage() == ("last 0 s: 1 request (1.0 a second), 1 failed; "
                                                "latency p50 2.0 ms, p99 2.0 ms")
+
+
+def test_a_failed_requests_line_is_short_and_one_line_whatever_its_path(caplog):
+    caplog.set_level(logging.INFO, logger="aocr")
+    Traffic().record("GET /v1/" + "x" * 100_000 + "\nforged line", "404", False, 0.001)
+    [line] = [record.getMessage() for record in caplog.records]
+    assert len(line) < 300 and "\n" not in line and line.startswith("GET /v1/xxx")
+
+
+def test_the_log_file_rolls_over_instead_of_growing_without_end(tmp_path, monkeypatch):
+    from aocr import cli
+
+    monkeypatch.setattr(cli, "LOG_FILE_BYTES", 2000)
+    log_path = tmp_path / "aocr.log"
+    cli.setup_logging(False, str(log_path))
+    logger = logging.getLogger("aocr")
+    try:
+        for number in range(200):
+            logger.info("request %d answered with a line long enough to fill the file quickly", number)
+    finally:
+        for handler in logger.handlers:
+            handler.close()
+        logger.handlers.clear()
+    files = sorted(path.name for path in tmp_path.iterdir())
+    assert files == ["aocr.log", "aocr.log.1", "aocr.log.2", "aocr.log.3"]
+    assert all(path.stat().st_size <= 2100 for path in tmp_path.iterdir())
+    assert "request 199" in log_path.read_text(encoding="utf-8")

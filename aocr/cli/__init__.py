@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import logging.handlers
 import os
 import sys
 
@@ -19,6 +20,8 @@ from aocr.core.errors import AocrError
 __all__ = ["COMMANDS", "build_parser", "main", "note_ignored_flags", "run_command"]
 
 log = logging.getLogger("aocr")
+LOG_FILE_BYTES = 50 * 1024 * 1024
+LOG_FILE_BACKUPS = 3
 
 # Verb -> module whose run(args) does the work; imported only when that verb runs,
 # so `aocr --help` does not pay for importing TensorFlow.
@@ -42,7 +45,8 @@ def note_ignored_flags(args: argparse.Namespace) -> list[str]:
 
 
 def setup_logging(verbose: bool, log_path: str) -> None:
-    """Log lines to stderr and, like the original, to a log file."""
+    """Log lines to stderr and, like the original, to a log file, which rolls over at LOG_FILE_BYTES (a
+    server's log must not fill the disk): the last LOG_FILE_BACKUPS files are kept as aocr.log.1, .2..."""
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger("aocr")
     root.setLevel(level)
@@ -53,7 +57,8 @@ def setup_logging(verbose: bool, log_path: str) -> None:
     root.addHandler(console)
     if log_path:
         try:
-            handler = logging.FileHandler(log_path, encoding="utf-8")
+            handler = logging.handlers.RotatingFileHandler(log_path, maxBytes=LOG_FILE_BYTES,
+                                                           backupCount=LOG_FILE_BACKUPS, encoding="utf-8")
         except OSError as e:
             root.warning("cannot write the log file %s (%s); logging to the terminal only", log_path, e.strerror)
         else:

@@ -8,6 +8,7 @@ import os
 from aocr.cli.flags import explicit_shape
 from aocr.core import defaults
 from aocr.core.errors import AocrError
+from aocr.data.records import is_tfrecords
 from aocr.data.writer import build_dataset
 
 
@@ -20,6 +21,9 @@ def inputs_and_output(paths: list[str]) -> tuple[list[str], str]:
     if os.path.isdir(output):
         raise AocrError(f"{output} is a folder: name the TFRecords file to write last, such as "
                         f"{os.path.join(output, 'lines.tfrecords')}")
+    if os.path.exists(output) and not is_tfrecords(output):
+        raise AocrError(f"{output} exists and is not a TFRecords file, so it is not replaced: the last path is the "
+                        "file aocr dataset writes; name a TFRecords file to write last")
     return paths[:-1], output
 
 

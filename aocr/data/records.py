@@ -50,6 +50,15 @@ class Record:
     comment: str | None
 
 
+def is_tfrecords(path: str) -> bool:
+    """Whether a file is a TFRecords file (its first record's framing checks out; an empty file is one)."""
+    try:
+        next(iter(tf.compat.v1.io.tf_record_iterator(path)), None)
+    except (tf.errors.OpError, OSError):
+        return False
+    return True
+
+
 def _feature_bytes(example: tf.train.Example, key: str) -> bytes | None:
     feature = example.features.feature.get(key)
     if feature is None or not feature.bytes_list.value:

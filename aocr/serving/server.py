@@ -47,6 +47,7 @@ MAX_REQUEST_THREADS = 256
 DEFAULT_GRPC_PORT = 8500  # as tensorflow_model_server's --port
 MAX_ENQUEUED_IMAGES = 4096  # images waiting for a batch; more are refused with UNAVAILABLE (HTTP 503)
 ARRIVAL_TIMEOUT_S = 60.0  # longest a request (headers and body) may take to arrive; then its connection is closed
+IDLE_TIMEOUT_S = 15.0  # longest a connection may stay open without a request (before one or between two)
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,15 @@ class SlowArrivals:
     Waitress reads a request on its event loop and gives it to a worker only once it is complete, so a
     client that sends its body slowly holds no worker; but it holds a connection (waitress accepts 100),
     and waitress's own idle timeout (120 s) starts again with every byte: a client that trickles a byte
-    a minute would hold one for ever. Checked on the event loop's thread, at most once a second.
+    a minute would hold one for ever. A connection that sends nothing at all is closed after `idle_limit`,
+    so that idle connections cannot fill waitress's limit for two minutes either. Checked on the event
+    loop's thread, at most once a second.
     """
 
-    def __init__(self, limit: float) -> None:
-        self.limit = limit
-        self.first_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # partial request -> time
+    def __init__(self, limit: float, idle_limit: float) -> None:
+        self.limit, self.idle_limit = limit, idle_limit
+        # a partial request, or an idle connection (no request begun) -> when it was first seen so
+        self.first_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.checked = 0.0
 
     def check(self, channels: Iterable[object], now: float) -> None:
@@ -89,12 +93,17 @@ class SlowArrivals:
         from waitress.channel import HTTPChannel
 
         for channel in channels:
-            request = getattr(channel, "request", None) if isinstance(channel, HTTPChannel) else None
-            if request is None or channel.will_close or channel.requests:  # idle, closing, or answering
+            if not isinstance(channel, HTTPChannel) or channel.will_close or channel.requests:  # closing, answering
+                self.first_seen.pop(channel, None)
                 continue
-            if now - self.first_seen.setdefault(request, now) > self.limit:
-                log.warning("closed a connection from %s: its request took over %.0f s to arrive",
-                            channel.addr[0] if channel.addr else "?", self.limit)
+            request = getattr(channel, "request", None)
+            if request is not None:
+                self.first_seen.pop(channel, None)
+            key, limit = (request, self.limit) if request is not None else (channel, self.idle_limit)
+            if now - self.first_seen.setdefault(key, now) > limit:
+                log.warning("closed a connection from %s: %s", channel.addr[0] if channel.addr else "?",
+                            f"its request took over {limit:.0f} s to arrive" if request is not None
+                            else f"it sent nothing for {limit:.0f} s")
                 channel.will_close = True  # the loop closes it on its next turn
 
 
@@ -103,7 +112,7 @@ def serve_rest_until(server: object, stopping: threading.Event) -> None:
     connections of requests that take over ARRIVAL_TIMEOUT_S to arrive."""
     from waitress import wasyncore
 
-    slow = SlowArrivals(ARRIVAL_TIMEOUT_S)
+    slow = SlowArrivals(ARRIVAL_TIMEOUT_S, IDLE_TIMEOUT_S)
     while not stopping.is_set() and server._map:
         wasyncore.loop(timeout=1.0, map=server._map, use_poll=server.adj.asyncore_use_poll, count=1)
         slow.check(list(server._map.values()), time.monotonic())

@@ -18,6 +18,15 @@ import numpy as np
 log = logging.getLogger("aocr")
 
 SUMMARY_INTERVAL_S = 60.0
+# Characters of a request's method and path a failed request's log line shows: a client decides how long its
+# path is (waitress takes headers of up to 256 KB), and a flood of 404s must not fill the disk.
+LOGGED_REQUEST_CHARS = 200
+
+
+def loggable(request: str) -> str:
+    """`request` for one log line: cut to LOGGED_REQUEST_CHARS, control characters escaped."""
+    cut = request if len(request) <= LOGGED_REQUEST_CHARS else request[:LOGGED_REQUEST_CHARS] + "..."
+    return cut.encode("unicode_escape").decode("ascii")
 
 
 class Traffic:
@@ -32,7 +41,7 @@ class Traffic:
 
     def record(self, request: str, outcome: str, ok: bool, seconds: float) -> None:
         """One request answered: `request` as "POST /v1/..." or "gRPC Predict", `outcome` its status."""
-        (log.debug if ok else log.info)("%s %s %.1f ms", request, outcome, 1000 * seconds)
+        (log.debug if ok else log.info)("%s %s %.1f ms", loggable(request), outcome, 1000 * seconds)
         with self._lock:
             self._latencies.append(seconds)
             self._failed += not ok
