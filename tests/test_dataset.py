@@ -100,7 +100,9 @@ def test_interrupted_run_keeps_the_previous_output(tmp_path):
     image = render_images(tmp_path / "imgs", ["AB"])[0]
     (tmp_path / "a.txt").write_text(f"{image} AB\n" * 50000)
     output = tmp_path / "out.tfrecords"
-    output.write_bytes(b"previous good dataset")
+    with tf.io.TFRecordWriter(str(output)) as previous:
+        previous.write(b"previous good dataset")
+    previous_bytes = output.read_bytes()
     process = subprocess.Popen([sys.executable, "-m", "aocr", "dataset", "a.txt", str(output)], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -111,7 +113,7 @@ def test_interrupted_run_keeps_the_previous_output(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "interrupted" in stderr and "Traceback" not in stderr
-    assert output.read_bytes() == b"previous good dataset"
+    assert output.read_bytes() == previous_bytes
     assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
 
 
