@@ -181,6 +181,12 @@ def check_image_header(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS)
     return None
 
 
+def decodable_format(data: bytes) -> bool:
+    """Whether the bytes start with the signature of a format TensorFlow's decode_image reads (PNG, JPEG, GIF,
+    BMP)."""
+    return any(data.startswith(signature) for signature, _, _ in SIGNATURES)
+
+
 def check_served_image(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> ImageHeader:
     """The header of an image a server may decode; raises BadImage naming why not.
 
@@ -191,7 +197,7 @@ def check_served_image(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS)
     """
     if not data:
         raise BadImage("Input is empty.")
-    if not any(data.startswith(signature) for signature, _, _ in SIGNATURES):
+    if not decodable_format(data):
         raise BadImage("Unknown image file format. One of JPEG, PNG, GIF, BMP required.")
     try:
         header = read_header(data)

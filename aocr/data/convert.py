@@ -9,15 +9,10 @@ import io
 from PIL import Image
 
 from aocr.core import defaults
-from aocr.core.images import SIGNATURES, BadImage
+from aocr.core.images import BadImage, decodable_format
 
 # Pillow modes a PNG stores as they are; any other mode is converted to one of these first.
 PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I;16"}
-
-
-def decodable(data: bytes) -> bool:
-    """Whether TensorFlow's decode_image reads these bytes' format (PNG, JPEG, GIF or BMP)."""
-    return any(data.startswith(signature) for signature, _, _ in SIGNATURES)
 
 
 def _png_mode(image: Image.Image) -> Image.Image:
@@ -38,7 +33,7 @@ def as_decodable(data: bytes, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> by
     Raises BadImage for bytes Pillow cannot read either, or an image over max_pixels (checked from
     the header, before any pixel is decoded).
     """
-    if not data or decodable(data):
+    if not data or decodable_format(data):
         return data
     try:
         with Image.open(io.BytesIO(data)) as image:
