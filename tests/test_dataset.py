@@ -59,18 +59,18 @@ def test_relative_paths_spaces_and_empty_labels(tmp_path):
     result = run_aocr("dataset", str(annotations), "out.tfrecords", "--save-filename", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     records = read_back(tmp_path / "out.tfrecords")
-    assert [r.label for r in records] == ["HELLO BIG WORLD", "", "TAB"]
+    assert [r.label for r in records] == ["hello big world", "", "TAB"]
     assert records[0].comment == "imgs/0000.png" and records[0].image == image.read_bytes()
     assert "' ' 2" in result.stderr  # the space is counted among the characters seen
     assert "outside the charset" not in result.stderr  # no charset given: a new model takes the labels' own
 
 
-def test_no_force_uppercase_keeps_case_and_comment_is_optional(tmp_path):
-    render_images(tmp_path / "imgs", ["ab"])
-    (tmp_path / "a.txt").write_text("imgs/0000.png MiXed\n")
-    assert run_aocr("dataset", "a.txt", "out.tfrecords", "--no-force-uppercase", cwd=tmp_path).returncode == 0
-    [record] = read_back(tmp_path / "out.tfrecords")
-    assert record.label == "MiXed" and record.comment is None
+def test_labels_keep_their_case_unless_upper_casing_is_asked_for_and_comment_is_optional(tmp_path):
+    [image] = render_images(tmp_path / "imgs", ["ab"])
+    for flags, label in [((), "MiXed"), (("--no-force-uppercase",), "MiXed"), (("--force-uppercase",), "MIXED"),
+                         (("--charset", "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"), "MIXED")]:
+        [record] = dataset_in_process(tmp_path, [f"{image} MiXed"], *flags)
+        assert (record.label, record.comment) == (label, None), flags
 
 
 def test_default_output_name(tmp_path):
@@ -199,7 +199,7 @@ def test_labels_longer_than_an_explicit_max_prediction_are_skipped_naming_the_fl
 def test_summary_counts_the_characters_and_says_what_train_will_take(tmp_path, aocr_log):
     narrow, wide = blank_image(tmp_path, 60, 20), blank_image(tmp_path, 200, 20)
     lines = [f"{narrow} Жук и ёж", f"{narrow} Ωμέγα", f"{wide} e\u0301te\u0301"]
-    records = dataset_in_process(tmp_path, lines)
+    records = dataset_in_process(tmp_path, lines, "--force-uppercase")
     assert [r.label for r in records] == ["ЖУК И ЁЖ", "ΩΜΈΓΑ", "ÉTÉ"]  # NFC and upper case
     assert "labels hold 13 distinct characters, 16 in all: ' TÉΈΑΓΜΩЁЖИКУ'" in aocr_log.text
     assert "character counts: ' ' 2, 'T' 1, 'É' 2, 'Έ' 1, 'Α' 1," in aocr_log.text  # by code point

@@ -75,12 +75,25 @@ def test_a_folder_of_lines_trains_with_no_flags(line_folder, tmp_path, aocr_main
     assert "stopped at step 2" in trained.stderr
 
 
+def test_a_plain_txt_is_the_transcription_of_a_line_image_without_a_gt_txt(tmp_path):
+    folder = tmp_path / "lines"
+    folder.mkdir()
+    line_image(LINES[0]).save(folder / "a.png")
+    (folder / "a.txt").write_text(LINES[0] + "\n", encoding="utf-8")
+    line_image(LINES[1]).save(folder / "b.png")
+    (folder / "b.txt").write_text("not the transcription", encoding="utf-8")
+    (folder / "b.gt.txt").write_text(LINES[1], encoding="utf-8")  # a .gt.txt wins over a .txt
+    output = tmp_path / "lines.tfrecords"
+    assert run_dataset(folder, output) == 0
+    assert [r.label for r in records(output)] == LINES[:2]
+
+
 def test_bad_transcriptions_are_named_and_skipped(line_folder, tmp_path, aocr_log):
     (line_folder / "book" / "0002.gt.txt").write_text("two\nlines\n", encoding="utf-8")
     (line_folder / "book" / "0003.gt.txt").write_bytes(b"\xff\xfe not utf-8")
     output = tmp_path / "lines.tfrecords"
     assert run_dataset(line_folder, output) == 0
-    assert [r.label for r in records(output)] == [LINES[0].upper()]
+    assert [r.label for r in records(output)] == [LINES[0]]
     assert "0002.gt.txt: more than one line of text" in aocr_log.text
     assert "0003.gt.txt" in aocr_log.text and "not UTF-8" in aocr_log.text
     assert "1 written, 2 skipped" in aocr_log.text

@@ -84,3 +84,13 @@ def test_a_params_file_from_a_newer_aocr_is_a_clear_error(tmp_path):
 def test_an_unknown_cnn_is_a_clear_error():
     with pytest.raises(AocrError, match="--cnn must be one of compact, original"):
         ModelParams(cnn="resnet")
+
+
+def test_a_params_file_from_before_the_decoder_choice_reads_as_an_attention_model(tmp_path):
+    second_format = {**FIRST_FORMAT, "image_height": 32, "cnn": "compact", "format_version": 2}
+    (tmp_path / "params.json").write_text(json.dumps(second_format))
+    loaded = params.load(str(tmp_path))
+    assert loaded.decoder == "attention" and loaded.decoders == ("attention", "ctc", "joint")
+    assert ModelParams(decoder="ctc").decoders == ("ctc",)
+    with pytest.raises(AocrError, match="--decoder must be one of attention, ctc"):
+        ModelParams(decoder="joint")  # a reading, not a model

@@ -45,9 +45,10 @@ def records(tmp_path):
 def test_absent_fields_come_from_the_data(records, aocr_log):
     resolved = resolve_from_data({"attn_num_hidden": 64}, [records])
 
-    labels = [label.upper() for label in LABELS] + ["X"]
-    expected_chars = "".join(sorted(set("".join(labels).replace("E\u0301", "\u00c9"))))
-    assert resolved["charset"] == expected_chars and " " in expected_chars and "É" in expected_chars
+    labels = LABELS + ["x"]  # an auto charset keeps the labels' case
+    expected_chars = "".join(sorted(set("".join(labels).replace("e\u0301", "\u00e9"))))
+    assert resolved["charset"] == expected_chars and " " in expected_chars and "é" in expected_chars
+    assert resolved["force_uppercase"] is False
     assert resolved["max_prediction"] == len("ПРИВЕТ МИР")
     assert resolved["max_height"] == 30
     ratio_p99 = 258 / 30  # the 199th of 201 ratios, by the 'higher' rule: the 3000-wide image is left out
@@ -69,7 +70,8 @@ def test_auto_strings_mean_the_same_and_case_can_be_kept(records):
 
 def test_explicit_values_are_kept(records):
     explicit = {"charset": "0123456789", "max_width": 400, "max_height": 40, "max_prediction": 12}
-    assert resolve_from_data(explicit, [records]) == explicit
+    # a charset without lower case upper-cases the labels
+    assert resolve_from_data(explicit, [records]) == {**explicit, "force_uppercase": True, "decoder": "attention"}
 
 
 def test_fixed_charset_longest_label_counts_only_labels_it_can_learn(records):
@@ -154,3 +156,11 @@ def test_no_record_is_an_error(tmp_path):
     path = write_records(str(tmp_path / "d.tfrecords"), [])
     with pytest.raises(AocrError, match="no readable record"):
         resolve_from_data({}, [path])
+
+
+def test_labels_longer_than_a_line_of_words_train_the_ctc_head_alone(tmp_path):
+    short = write_records(str(tmp_path / "short.tfrecords"), [("word", (60, 30))] * 4)
+    long = write_records(str(tmp_path / "long.tfrecords"), [("a line of text " * 3, (600, 30))] * 4)
+    assert resolve_from_data({}, [short])["decoder"] == "attention"
+    assert resolve_from_data({}, [long])["decoder"] == "ctc"
+    assert resolve_from_data({"decoder": "attention"}, [long])["decoder"] == "attention"

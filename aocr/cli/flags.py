@@ -37,6 +37,8 @@ def _charset_given(args: argparse.Namespace) -> str | None:
 
 
 def _force_uppercase_given(args: argparse.Namespace) -> bool | None:
+    if getattr(args, "force_uppercase", None):
+        return True
     return False if getattr(args, "no_force_uppercase", None) or getattr(args, "full_ascii", None) else None
 
 
@@ -58,6 +60,7 @@ SHAPE_FLAGS = (
     _row("target_embedding_size", _value_of("target_embedding_size")),
     _row("image_height", _value_of("image_height")),
     _row("cnn", _value_of("cnn")),
+    _row("decoder", _value_of("model_decoder")),
 )
 
 
@@ -75,4 +78,5 @@ def decoding_of(args: argparse.Namespace) -> Decoding:
     checks that N <= K); defaults where a verb has none."""
     return Decoding(getattr(args, "beam_width", None) or 1, getattr(args, "n_best", None) or 1,
                     getattr(args, "lexicon", None),
-                    inference_precision(getattr(args, "precision", None) or "float32", getattr(args, "gpu_id", None)))
+                    inference_precision(getattr(args, "precision", None) or "float32", getattr(args, "gpu_id", None)),
+                    getattr(args, "decoder", None))

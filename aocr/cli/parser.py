@@ -132,8 +132,12 @@ def _charset_flags() -> argparse.ArgumentParser:
                        help="'auto' (default for a new model: the characters of the training labels), a file (one "
                             "character per line, or any UTF-8 text whose distinct characters are taken), or the "
                             "characters themselves")
-    p.add_argument("--no-force-uppercase", action="store_true", default=None,
-                   help="keep the labels' case instead of upper-casing them")
+    case = p.add_mutually_exclusive_group()
+    case.add_argument("--force-uppercase", action="store_true", default=None,
+                      help="upper-case every label (default only for a charset without lower-case letters, as the "
+                           "original's digits and A-Z; an auto charset keeps the labels' case)")
+    case.add_argument("--no-force-uppercase", action="store_true", default=None,
+                      help="keep the labels' case (the default, unless the charset has no lower-case letter)")
     return p
 
 
@@ -180,6 +184,10 @@ def _decoding_flags(when: str, precisions: tuple[str, ...] = defaults.INFERENCE_
     g.add_argument("--n-best", type=_positive_int, default=None, metavar="N",
                    help="answer the N most likely candidates per image, each with its probability and its "
                         "characters' (N <= --beam-width; default: 1)")
+    g.add_argument("--decoder", choices=defaults.DECODERS, default=None,
+                   help="which head reads: 'attention', 'ctc', or 'joint' (the attention decoder's beam rescored "
+                        "by the CTC head); default: the one that scored best on the validation images when "
+                        "training last kept a best checkpoint, else the model's own (a CTC model reads only 'ctc')")
     g.add_argument("--lexicon", default=None, metavar="FILE",
                    help="answer only words of FILE (one a line; words with characters outside the charset are "
                         "skipped, naming them), by beam search even at --beam-width 1")
@@ -252,6 +260,11 @@ def _add_train(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("--init-from", default=None, metavar="DIR",
                    help="start from another model's weights (same shapes; characters the two charsets share keep "
                         "their rows), with a fresh step count")
+    p.add_argument("--decoder", dest="model_decoder", choices=("auto", *defaults.MODEL_DECODERS), default=None,
+                   help="what a new model trains: 'attention' (the attention decoder, with a CTC head beside it; "
+                        "test, predict and export read with either or both), 'ctc' (the CTC head alone: no decoder "
+                        f"loop, much faster on long lines), or 'auto' (the default: 'ctc' for labels longer than "
+                        f"{defaults.LONG_LABEL} characters, else 'attention')")
     p.add_argument("--augment", choices=defaults.AUGMENT_LEVELS, default=defaults.AUGMENT,
                    help="random distortions of the training images (rotation, shear, scale, blur, noise, "
                         "contrast); test, predict and export never augment (default: %(default)s)")

@@ -31,6 +31,13 @@ def normalize_label(label: str, force_uppercase: bool = True) -> str:
     return unicodedata.normalize("NFC", label.upper() if force_uppercase else label)
 
 
+def uppercase_by_default(chars: str | None) -> bool:
+    """The case rule when no flag sets it: labels are upper-cased only for a charset that holds no lower-case
+    letter (the original aocr's digits and A-Z). An auto charset (None), made from the labels as written,
+    keeps their case, so a model of document lines answers in the case of its ground truth."""
+    return chars is not None and all(c == c.upper() for c in chars)
+
+
 def bad_char_name(char: str) -> str | None:
     """What is wrong with a character no label may hold (e.g. 'a NUL (U+0000)'); None for a good one."""
     code = f"U+{ord(char):04X}"

@@ -46,6 +46,14 @@ WIDTH_STRIDE = 4
 CNNS = ("compact", "original")
 CNN = "compact"
 
+# What a model trains (--decoder of aocr train): the attention decoder with a CTC head beside it, or the CTC head
+# alone; "auto" takes the CTC head alone for labels longer than LONG_LABEL characters, where the attention
+# decoder's one step per character makes each training step several times slower and its alignment slow to learn.
+MODEL_DECODERS = ("attention", "ctc")
+LONG_LABEL = 16
+# How test, predict and export read (--decoder): "joint" rescores the attention beam with the CTC head.
+DECODERS = ("attention", "ctc", "joint")
+
 DEFAULT_CHARSET = string.digits + string.ascii_uppercase
 FULL_ASCII_CHARSET = "".join(chr(code) for code in range(32, 127))
 

@@ -17,8 +17,8 @@ from aocr.core.files import join, read_bytes, write_bytes_atomic
 
 PARAMS_FILE = "params.json"
 # The format of params.json. 1 (files without the field): written before the CNN was a choice, so
-# their models have the original aocr's network; 2 adds "cnn".
-FORMAT_VERSION = 2
+# their models have the original aocr's network; 2 adds "cnn"; 3 adds "decoder" (older files: "attention").
+FORMAT_VERSION = 3
 
 # The value a user can give for a size or the charset to have it taken from the training data.
 AUTO = "auto"
@@ -30,7 +30,7 @@ FLAG_OF = {
     "max_height": "--max-height",
     "max_prediction": "--max-prediction",
     "charset": "--charset/--full-ascii",
-    "force_uppercase": "--no-force-uppercase/--full-ascii",
+    "force_uppercase": "--force-uppercase/--no-force-uppercase/--full-ascii",
     "channels": "--color",
     "attn_num_hidden": "--attn-num-hidden",
     "attn_num_layers": "--attn-num-layers",
@@ -38,6 +38,7 @@ FLAG_OF = {
     "target_embedding_size": "--target-embedding-size",
     "image_height": "--image-height",
     "cnn": "--cnn",
+    "decoder": "--decoder",
 }
 
 
@@ -50,6 +51,7 @@ class Decoding:
     n_best: int = 1  # candidates answered per image, best first; at most beam_width
     lexicon: str | None = None  # a file of the only words to answer (aocr.model.lexicon), decoded by beam search
     precision: str = "float32"  # the convolutions' arithmetic: "float32" or "bfloat16" (aocr.core.precision)
+    decoder: str | None = None  # "attention", "ctc" or "joint" (defaults.DECODERS); None: the model's default
 
 
 GREEDY = Decoding()
@@ -71,6 +73,9 @@ class ModelParams:
     target_embedding_size: int = defaults.TARGET_EMBEDDING_SIZE
     image_height: int = defaults.IMAGE_HEIGHT  # the height images are resized to for the CNN
     cnn: str = defaults.CNN  # the CNN's channels: a name of aocr.model.cnn.NETWORKS
+    # The heads trained: "attention" (the attention decoder, with the CTC head beside it; either reads) or
+    # "ctc" (only the CTC head: no decoder loop, the cheaper model for long lines).
+    decoder: str = defaults.MODEL_DECODERS[0]
 
     def __post_init__(self) -> None:
         for name in ("max_width", "max_height", "max_prediction", "attn_num_hidden",
@@ -82,6 +87,8 @@ class ModelParams:
                             f"got {self.image_height}")
         if self.cnn not in defaults.CNNS:
             raise AocrError(f"--cnn must be one of {', '.join(defaults.CNNS)}, got {self.cnn!r}")
+        if self.decoder not in defaults.MODEL_DECODERS:
+            raise AocrError(f"--decoder must be one of {', '.join(defaults.MODEL_DECODERS)}, got {self.decoder!r}")
         if self.channels not in (1, 3):
             raise AocrError(f"channels must be 1 (grayscale) or 3 (--color), got {self.channels}")
         try:
@@ -107,6 +114,11 @@ class ModelParams:
         return self.attn_num_hidden * (self.attn_num_layers if self.cnn == "original" else 1)
 
     @property
+    def decoders(self) -> tuple[str, ...]:
+        """The decodings this model can run (defaults.DECODERS): a CTC model has no attention decoder."""
+        return ("ctc",) if self.decoder == "ctc" else defaults.DECODERS
+
+    @property
     def decoder_steps(self) -> int:
         """Decoder steps: up to max_prediction characters, then EOS."""
         return self.max_prediction + 1
@@ -127,6 +139,8 @@ def _upgrade(stored: dict[str, Any], path: str) -> dict[str, Any]:
                         f"{FORMAT_VERSION}); upgrade aocr with pip install --upgrade")
     if version < 2:
         fields.setdefault("cnn", "original")
+    if version < 3:
+        fields.setdefault("decoder", "attention")
     return fields
 
 

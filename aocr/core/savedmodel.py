@@ -12,6 +12,7 @@ Kept apart from the model and the export verb so that serving needs only TensorF
                                  zero-padded on the right) and "widths" (DT_INT32 [N], before the
                                  padding); outputs "output" and "probability" as serving_default
     tensor "beam_width:0":       the beam width the graph decodes with (int32; absent: 1, greedy)
+    tensor "decoding:0":         the head that reads, "attention", "ctc" or "joint" (string; absent: attention)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ TEXTS_KEY = "texts"
 PROBABILITIES_KEY = "probabilities"
 CHAR_PROBABILITIES_KEY = "char_probabilities"
 BEAM_WIDTH_NAME = "beam_width"
+DECODER_NAME = "decoding"  # not "decoder", the attention decoder's variable scope
 PIXELS_SIGNATURE = "pixels"
 IMAGES_KEY = "images"
 WIDTHS_KEY = "widths"
@@ -98,6 +100,15 @@ class Loaded:
             return 1
         return int(self.session.run(tensor))
 
+    @property
+    def decoder(self) -> str:
+        """The reading fixed at export time; "attention" for an export made before it was stored."""
+        try:
+            tensor = self.session.graph.get_tensor_by_name(f"{DECODER_NAME}:0")
+        except KeyError:
+            return "attention"
+        return self.session.run(tensor).decode("utf-8")
+
     def close(self) -> None:
         """Release the session."""
         self.session.close()
@@ -127,7 +138,7 @@ def load(path: str, config: tf1.ConfigProto | None = None) -> Loaded:
 
 
 def _kept_names(meta: Any, graph: tf.Graph) -> list[str]:
-    """Every signature's outputs, and the beam width where the graph stores it."""
+    """Every signature's outputs, and the beam width and decoder where the graph stores them."""
     names = [info.name for signature in meta.signature_def.values() for info in signature.outputs.values()]
-    stored = [op.name for op in graph.get_operations() if op.name == BEAM_WIDTH_NAME]
+    stored = [op.name for op in graph.get_operations() if op.name in (BEAM_WIDTH_NAME, DECODER_NAME)]
     return names + stored

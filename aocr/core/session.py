@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 from collections.abc import Iterable, Iterator
 
 import tensorflow as tf
 
+from aocr.core import defaults
 from aocr.core.errors import AocrError, first_line_of
-from aocr.core.files import join
+from aocr.core.files import join, read_bytes
+from aocr.core.params import Decoding, ModelParams
 
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
@@ -34,6 +38,7 @@ def model_device(gpu_id: int | None) -> Iterator[None]:
 
 # Where training keeps the best validated checkpoint, apart from the rolling last few.
 BEST_DIR = "best"
+BEST_SCORE_FILE = "best.json"  # in BEST_DIR: the best checkpoint's step, validation scores and reading
 
 
 def best_dir(model_dir: str) -> str:
@@ -62,6 +67,35 @@ def choose_checkpoint(model_dir: str, which: str = "best") -> str:
                         f"{join(model_dir, 'model.ckpt-1000')}")
     log.info("using the checkpoint %s", path)
     return path
+
+
+def validated_decoder(model_dir: str) -> str | None:
+    """The reading (aocr.core.defaults.DECODERS) that scored best when training last kept a best checkpoint;
+    None when it kept none, or before the readings were compared."""
+    path = join(best_dir(model_dir), BEST_SCORE_FILE)
+    if not model_dir or not tf.io.gfile.exists(path):
+        return None
+    try:
+        decoder = json.loads(read_bytes(path).decode("utf-8")).get("decoder")
+    except (ValueError, AttributeError):
+        return None
+    return decoder if decoder in defaults.DECODERS else None
+
+
+def settle_decoding(decoding: Decoding, params: ModelParams, model_dir: str) -> Decoding:
+    """`decoding` with its decoder chosen: the one asked for, else the validated one (validated_decoder), else
+    the model's own head; one the model lacks, or a lexicon without the attention decoder, is an error."""
+    decoder = decoding.decoder or validated_decoder(model_dir) or params.decoder
+    if decoder not in params.decoders:
+        raise AocrError(f"--decoder {decoder}: this model has only its CTC head (it was trained with --decoder "
+                        "ctc); pass --decoder ctc or leave the flag out")
+    if decoder == "ctc" and decoding.lexicon is not None:
+        raise AocrError("--lexicon constrains the attention decoder's beam search: pass --decoder attention or "
+                        "joint" + ("" if "attention" in params.decoders else "; this model has only its CTC head"))
+    if decoding.decoder is None:
+        log.info("reading with the %s decoder (%s)", decoder, "it scored best in validation"
+                 if decoder == validated_decoder(model_dir) else "the model's own; --decoder chooses another")
+    return dataclasses.replace(decoding, decoder=decoder)
 
 
 def require_checkpoint(model_dir: str) -> str:

@@ -1,6 +1,6 @@
 """What `aocr dataset` reads: each INPUT is an annotation file ('path label' lines), a folder (searched
 recursively) or a glob of line images with their transcriptions beside them as NAME.gt.txt (the
-convention of ocropy, Calamari, kraken and tesstrain), or a PAGE-XML or ALTO file. Every source becomes
+convention of ocropy, Calamari, kraken and tesstrain) or NAME.txt, or a PAGE-XML or ALTO file. Every source becomes
 lines: where each one is (for messages), its text, and its image's bytes on demand."""
 
 from __future__ import annotations
@@ -60,11 +60,13 @@ def _annotation_lines(path: str, max_pixels: int) -> Iterator[Line | Unusable]:
 
 
 def ground_truth_of(image_path: str) -> str:
-    """The NAME.gt.txt beside a line image NAME.png (or NAME.bin.png, NAME.nrm.png, NAME.tif...)."""
+    """The transcription beside a line image NAME.png (or NAME.bin.png, NAME.nrm.png, NAME.tif...): NAME.gt.txt,
+    the ocropy, kraken, Calamari and tesstrain convention, or else a plain NAME.txt where one exists."""
     stem = os.path.splitext(image_path)[0]
     for variant in IMAGE_VARIANTS:
         stem = stem.removesuffix(variant)
-    return stem + ".gt.txt"
+    plain = stem + ".txt"
+    return plain if not os.path.exists(stem + ".gt.txt") and os.path.exists(plain) else stem + ".gt.txt"
 
 
 def _image_line(image_path: str, max_pixels: int) -> Line | Unusable | None:
@@ -129,6 +131,7 @@ def read_input(spec: str, max_pixels: int = defaults.MAX_IMAGE_PIXELS) -> list[L
     else:
         return list(_annotation_lines(spec, max_pixels))
     if not found:
-        raise AocrError(f"{spec}: no line images with a .gt.txt beside them (NAME.png and NAME.gt.txt), and no "
+        raise AocrError(f"{spec}: no line images with a transcription beside them (NAME.png and NAME.gt.txt or "
+                        "NAME.txt), and no "
                         "PAGE-XML or ALTO file")
     return found

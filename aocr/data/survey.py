@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from aocr.core.charset import Charset, charset_from_text, find_bad_char, normalize_label
+from aocr.core import defaults
+from aocr.core.charset import Charset, charset_from_text, find_bad_char, normalize_label, uppercase_by_default
 from aocr.core.errors import AocrError
 from aocr.core.images import BadImage, image_size
 from aocr.data.annotations import read_utf8
@@ -218,8 +219,10 @@ def resolve_from_data(explicit: dict[str, Any], files: list[str]) -> dict[str, A
     """
     started = time.monotonic()
     resolved = dict(explicit)
-    force_uppercase = explicit.get("force_uppercase", True)
     chars, source = charset_from_flag(explicit.get("charset"))
+    force_uppercase = explicit.get("force_uppercase")
+    if force_uppercase is None:
+        force_uppercase = resolved["force_uppercase"] = uppercase_by_default(chars)
     width, height = explicit.get("max_width"), explicit.get("max_height")
     need_sizes = is_auto(width) or is_auto(height)
     survey = survey_records(files, force_uppercase, chars, SIZE_SAMPLE if need_sizes else 0)
@@ -240,6 +243,10 @@ def resolve_from_data(explicit: dict[str, Any], files: list[str]) -> dict[str, A
     if is_auto(explicit.get("max_prediction")):
         resolved["max_prediction"] = max(1, len(survey.longest))
         chosen.append(f"--max-prediction {resolved['max_prediction']} (the longest label: {survey.longest!r})")
+    if is_auto(explicit.get("decoder")):
+        resolved["decoder"] = "ctc" if resolved["max_prediction"] > defaults.LONG_LABEL else "attention"
+        chosen.append(f"--decoder {resolved['decoder']} (the CTC head alone for labels longer than "
+                      f"{defaults.LONG_LABEL} characters)")
     if need_sizes:
         shape = choose_shape(survey.sizes, None if is_auto(width) else width, None if is_auto(height) else height)
         resolved["max_width"], resolved["max_height"] = shape.max_width, shape.max_height

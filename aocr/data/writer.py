@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from aocr.core import defaults
-from aocr.core.charset import Charset, find_bad_char, normalize_label
+from aocr.core.charset import Charset, find_bad_char, normalize_label, uppercase_by_default
 from aocr.core.errors import AocrError
 from aocr.core.files import atomic_output
 from aocr.core.images import BadImage, image_size
@@ -194,8 +194,10 @@ def build_dataset(inputs: list[str], output_path: str, shape: dict[str, Any], ma
 
     shape: the ModelParams fields the user gave (charset, force_uppercase and max_prediction are read; the
     charset as given: 'auto', a file or the characters)."""
-    force_uppercase = shape.get("force_uppercase", True)
     chars, source = charset_from_flag(shape.get("charset"))
+    force_uppercase = shape.get("force_uppercase")
+    if force_uppercase is None:
+        force_uppercase = uppercase_by_default(chars)
     charset = None
     if chars is not None:
         charset = Charset(chars, force_uppercase)

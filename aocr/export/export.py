@@ -20,6 +20,7 @@ from aocr.core.params import GREEDY, Decoding, ModelParams
 from aocr.core.savedmodel import (
     BEAM_WIDTH_NAME,
     CHAR_PROBABILITIES_KEY,
+    DECODER_NAME,
     IMAGES_KEY,
     INPUT_KEY,
     N_BEST_SIGNATURE,
@@ -36,7 +37,7 @@ from aocr.core.savedmodel import (
     version_path,
     versions,
 )
-from aocr.core.session import choose_checkpoint, restore, session_config
+from aocr.core.session import choose_checkpoint, restore, session_config, settle_decoding
 from aocr.data.synthetic import load_font, render
 from aocr.export.graph import INPUT_NAME, PROBABILITY_NAME, TEXT_NAME, ServingTensors, build_serving_graph
 from aocr.export.tflite import export_tflite
@@ -154,7 +155,7 @@ def check_savedmodel(path: str, params: ModelParams, decoding: Decoding) -> None
         text, probability, *candidates = loaded.session.run(
             [outputs[TEXT_KEY], outputs[PROBABILITY_KEY], n_best[TEXTS_KEY], n_best[PROBABILITIES_KEY],
              n_best[CHAR_PROBABILITIES_KEY]], {loaded.input_name: sample_image()})
-        beam_width = loaded.beam_width
+        beam_width, decoder = loaded.beam_width, loaded.decoder
         pixel_text = _pixels_answer(loaded)
     finally:
         loaded.close()
@@ -163,9 +164,9 @@ def check_savedmodel(path: str, params: ModelParams, decoding: Decoding) -> None
         raise AocrError(f"the SavedModel in {path} reads {pixel_text!r} from the pixels of an image it reads as "
                         f"{text!r} from its bytes; nothing was exported")
     check_candidates(*candidates, decoding, params, f"the SavedModel in {path}")
-    if beam_width != decoding.beam_width:
-        raise AocrError(f"the SavedModel in {path} decodes with beam width {beam_width}, not "
-                        f"{decoding.beam_width}; nothing was exported")
+    if (beam_width, decoder) != (decoding.beam_width, decoding.decoder or params.decoder):
+        raise AocrError(f"the SavedModel in {path} decodes with beam width {beam_width} and the {decoder} decoder, "
+                        f"not {decoding.beam_width} and {decoding.decoder}; nothing was exported")
 
 
 def _pixels_answer(loaded: Loaded) -> object:
@@ -185,7 +186,7 @@ def export_frozen_graph(checkpoint: str, params: ModelParams, export_dir: str, f
     session, _ = _frozen_session(checkpoint, params, decoding)
     with session:
         graph_def = tf1.graph_util.convert_variables_to_constants(
-            session, session.graph.as_graph_def(), [TEXT_NAME, PROBABILITY_NAME, BEAM_WIDTH_NAME])
+            session, session.graph.as_graph_def(), [TEXT_NAME, PROBABILITY_NAME, BEAM_WIDTH_NAME, DECODER_NAME])
     for node in graph_def.node:
         node.device = ""
     with atomic_output(target) as temp:
@@ -217,12 +218,13 @@ def export_model(model_dir: str, explicit: dict[str, Any], export_path: str,
     resolved (aocr.data.survey.resolve_flags), checked against params.json. version: savedmodel only."""
     params = model_params.resolve(explicit, model_params.require(model_dir), model_dir)
     checkpoint = choose_checkpoint(model_dir, checkpoint)
+    decoding = settle_decoding(decoding, params, model_dir)
     if export_format == "savedmodel":
         path = export_savedmodel(checkpoint, params, export_path, version, force, decoding)
         log.info("exported %s as SavedModel %s (signature %s: input 'input', outputs 'output', 'probability'; "
                  "signature %s: outputs 'texts', 'probabilities', 'char_probabilities' of %d candidates; "
-                 "beam width %d)", checkpoint, path, SIGNATURE, N_BEST_SIGNATURE, decoding.n_best,
-                 decoding.beam_width)
+                 "the %s decoder, beam width %d)", checkpoint, path, SIGNATURE, N_BEST_SIGNATURE, decoding.n_best,
+                 decoding.decoder, decoding.beam_width)
         log.info("serve it with `aocr serve %s` or `tensorflow_model_server --rest_api_port=8501 "
                  "--model_name=aocr --model_base_path=%s`", export_path, export_path)
     elif version is not None:

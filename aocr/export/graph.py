@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from aocr.core.params import GREEDY, Decoding, ModelParams
-from aocr.core.savedmodel import BEAM_WIDTH_NAME
+from aocr.core.savedmodel import BEAM_WIDTH_NAME, DECODER_NAME
 from aocr.data.preprocess import preprocess_batch
 from aocr.model.lexicon import decoding_lexicon
 from aocr.model.model import recognize_pixels
@@ -35,6 +35,7 @@ class ServingTensors:
     probabilities: tf.Tensor  # float64, image_bytes's shape + [n_best]
     char_probabilities: tf.Tensor  # float32, image_bytes's shape + [n_best, max_prediction + 1], 0 from EOS on
     beam_width: tf.Tensor  # int32 scalar
+    decoder: tf.Tensor  # string scalar: which head reads (aocr.core.defaults.DECODERS)
     pixels: tf.Tensor  # float32 [N, H, W, C], fed instead of image_bytes: resized to H = params.image_height,
     # 0-255, zero-padded
     widths: tf.Tensor  # int32 [N], fed with pixels: each image's width before the padding
@@ -64,4 +65,5 @@ def build_serving_graph(params: ModelParams, decoding: Decoding = GREEDY) -> Ser
                           tf.reshape(best.probabilities, per_candidate),
                           tf.reshape(best.char_probabilities, per_character),
                           tf.constant(decoding.beam_width, tf.int32, name=BEAM_WIDTH_NAME),
+                          tf.constant(decoding.decoder or params.decoder, tf.string, name=DECODER_NAME),
                           pixels, widths, recognition.text, recognition.probability)

@@ -28,22 +28,22 @@ from aocr.core.params import Decoding, ModelParams
 from aocr.core.session import restore, session_config
 from aocr.data.preprocess import pad_to_width, preprocess_image
 from aocr.inference.recognizer import Recognizer
-from aocr.model.model import build_model
+from aocr.model.model import greedy_reading
 
 tf1 = tf.compat.v1
 
 TFLITE_FILE = "model.tflite"
 
 
-def _convert(checkpoint: str, params: ModelParams) -> bytes:
+def _convert(checkpoint: str, params: ModelParams, decoder: str) -> bytes:
     graph = tf.Graph()
     with graph.as_default():
         pixels = tf1.placeholder(tf.float32, [1, params.image_height, params.image_width, params.channels],
                                  name="images")
         widths = tf1.placeholder(tf.int32, [1], name="widths")
-        outputs = build_model(pixels, widths, params, "infer")
-        ids = tf.identity(outputs.ids, name="ids")
-        probabilities = tf.identity(tf.reduce_max(tf.nn.softmax(outputs.logits), axis=2), name="probabilities")
+        ids, probabilities = greedy_reading(pixels, widths, params, decoder)
+        ids = tf.identity(ids, name="ids")
+        probabilities = tf.identity(probabilities, name="probabilities")
         saver = tf1.train.Saver()
     with tf1.Session(graph=graph, config=session_config()) as session:
         restore(session, saver, checkpoint)
@@ -86,17 +86,18 @@ def export_tflite(checkpoint: str, params: ModelParams, export_dir: str, force: 
                   sample: bytes) -> str:
     """Write DIR/model.tflite and DIR/params.json, after checking that the converted model reads `sample`
     (encoded image bytes) as the model's own graph does; returns the .tflite path."""
-    if decoding.beam_width > 1 or decoding.lexicon is not None:
-        raise AocrError("--format tflite decodes greedily: drop --beam-width and --lexicon")
+    if decoding.beam_width > 1 or decoding.lexicon is not None or decoding.decoder == "joint":
+        raise AocrError("--format tflite decodes greedily: drop --beam-width and --lexicon, and pass --decoder "
+                        "attention or ctc")
     target = join(export_dir, TFLITE_FILE)
     if tf.io.gfile.exists(target) and not force:
         raise AocrError(f"{target} exists; pass --force to replace it")
-    model = _convert(checkpoint, params)
+    model = _convert(checkpoint, params, decoding.decoder or params.decoder)
     with atomic_output(target) as temp:
         with tf.io.gfile.GFile(temp, "wb") as f:
             f.write(model)
         [(text, _)] = read_tflite(temp, [sample], params)
-        expected = _graph_answer(checkpoint, params, sample)
+        expected = _graph_answer(checkpoint, params, sample, decoding)
         if text != expected:
             raise AocrError(f"the TensorFlow Lite model reads {text!r} where the model reads {expected!r}; "
                             "nothing was exported")
@@ -104,8 +105,8 @@ def export_tflite(checkpoint: str, params: ModelParams, export_dir: str, force: 
     return target
 
 
-def _graph_answer(checkpoint: str, params: ModelParams, sample: bytes) -> str:
-    recognizer = Recognizer.load("", params, checkpoint=checkpoint)
+def _graph_answer(checkpoint: str, params: ModelParams, sample: bytes, decoding: Decoding) -> str:
+    recognizer = Recognizer.load("", params, checkpoint=checkpoint, decoding=decoding)
     try:
         [result] = recognizer.recognize([sample], 1)
     finally:

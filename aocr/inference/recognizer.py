@@ -28,6 +28,7 @@ from aocr.core.session import (
     require_checkpoint,
     restore,
     session_config,
+    settle_decoding,
     with_constant_weights,
 )
 from aocr.inference.graph import recognize_bytes
@@ -157,7 +158,8 @@ class Recognizer:
         """Shapes come from params.json; flags given on the command line must agree with it.
         checkpoint: "best", "latest" or a path, as --checkpoint takes (aocr.core.session.choose_checkpoint)."""
         params = model_params.resolve(explicit, model_params.require(model_dir), model_dir)
-        return cls.load(model_dir, params, gpu_id, choose_checkpoint(model_dir, checkpoint), decoding)
+        checkpoint = choose_checkpoint(model_dir, checkpoint)
+        return cls.load(model_dir, params, gpu_id, checkpoint, settle_decoding(decoding, params, model_dir))
 
     def run_batch(self, images: Sequence[bytes]) -> list[Result]:
         """One session run over images; raises tf.errors.InvalidArgumentError if one does not decode."""

@@ -12,6 +12,7 @@ import tensorflow as tf
 from aocr.core.charset import EOS_ID, FIRST_CHAR_ID, PAD_ID
 from aocr.core.params import GREEDY, Decoding, ModelParams
 from aocr.core.precision import inference_compute_dtype
+from aocr.model import ctc
 from aocr.model.beam import beam_decode
 from aocr.model.cnn import WIDTH_STRIDE, cnn_features
 from aocr.model.decoder import attention_decode
@@ -19,6 +20,11 @@ from aocr.model.encoder import bidirectional_lstm
 from aocr.model.lexicon import Lexicon
 
 Mode = Literal["train", "infer"]
+
+# Joint decoding: the attention decoder's beam, each hypothesis scored by
+# (1 - JOINT_CTC_WEIGHT) * log P_attention + JOINT_CTC_WEIGHT * log P_CTC, with at least JOINT_BEAM_WIDTH hypotheses.
+JOINT_CTC_WEIGHT = 0.3
+JOINT_BEAM_WIDTH = 4
 
 # Weight of the auxiliary CTC loss on the encoder columns. CTC makes the encoder line up
 # characters with columns from the first steps, which the attention then finds: without it
@@ -63,30 +69,6 @@ def alignment_prior_weight(global_step: tf.Tensor, sequence_loss: tf.Tensor) -> 
     return ALIGNMENT_PRIOR_WEIGHT * tf.maximum(0.0, 1.0 - progress) * unaligned
 
 
-def ctc_loss(encoded: tf.Tensor, columns: tf.Tensor, label_ids: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """Mean CTC loss per label character of a linear read-out of the encoder columns.
-
-    encoded: float32 [B, T, D]; columns: int32 [B]; label_ids: int32 [B, L] (GO, characters,
-    EOS, PAD). The read-out reuses the class ids, with PAD (0) as CTC's blank; it exists only
-    in training graphs, so inference and exports do not carry it.
-    """
-    with tf.compat.v1.variable_scope("ctc"):
-        kernel = tf.compat.v1.get_variable("kernel", [encoded.shape[-1], num_classes],
-                                           initializer=tf.compat.v1.glorot_uniform_initializer())
-        bias = tf.compat.v1.get_variable("bias", [num_classes], initializer=tf.compat.v1.zeros_initializer())
-    logits = tf.tensordot(encoded, kernel, axes=1) + bias  # [B, T, num_classes]
-    characters = label_ids[:, 1:]
-    is_char = characters >= FIRST_CHAR_ID
-    lengths = tf.reduce_sum(tf.cast(is_char, tf.int32), axis=1)
-    labels = tf.where(is_char, characters, tf.zeros_like(characters))
-    per_image = tf.nn.ctc_loss(labels=labels, logits=logits, label_length=lengths, logit_length=columns,
-                               logits_time_major=False, blank_index=PAD_ID)
-    # An image too narrow for its label has an infinite CTC loss: leave it to the decoder's loss.
-    usable = tf.logical_and(tf.math.is_finite(per_image), lengths > 0)
-    per_char = per_image / tf.cast(tf.maximum(lengths, 1), tf.float32)
-    return tf.reduce_mean(tf.where(usable, per_char, tf.zeros_like(per_char)))
-
-
 def encode(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, training: bool,
            cnn_dtype: tf.DType = tf.float32) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, list]:
     """The CNN and the encoder: images float32 [B, H, W, C], widths int32 [B] -> encoded float32
@@ -102,11 +84,12 @@ def encode(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, training: 
 
 @dataclass
 class ModelOutputs:
-    logits: tf.Tensor  # float32 [B, S, num_classes], S = max_prediction + 1
-    ids: tf.Tensor  # int32 [B, S]
-    attention: tf.Tensor  # float32 [B, S, T], T = W / 4 encoder columns
+    logits: tf.Tensor | None  # float32 [B, S, num_classes], S = max_prediction + 1 (None: a CTC model)
+    ids: tf.Tensor | None  # int32 [B, S]
+    attention: tf.Tensor | None  # float32 [B, S, T], T = W / 4 encoder columns
     loss: tf.Tensor | None  # scalar, the training objective: decoder cross-entropy + CTC_WEIGHT * CTC (train)
-    sequence_loss: tf.Tensor | None  # scalar, the decoder's mean cross-entropy per target character
+    sequence_loss: tf.Tensor | None  # scalar, the decoder's mean cross-entropy per target character (a CTC
+    # model: its CTC loss per character)
     batch_norm_updates: list  # ops to run with each training step (train only)
 
 
@@ -119,8 +102,12 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
     "train", which decodes with teacher forcing and returns the loss; "infer"
     decodes greedily and needs none. cnn_dtype: the convolutions' arithmetic (see aocr.core.precision).
     global_step: the training step, which fades the alignment prior out ("train" only).
+    A model of params.decoder "ctc" has no attention decoder: "train" only, and its outputs are the CTC head's.
     """
     encoded, columns, mask, bn_updates = encode(images, widths, params, mode == "train", cnn_dtype)
+    if params.decoder == "ctc":
+        loss = ctc.ctc_loss(ctc.ctc_logits(encoded, params.char_table.num_classes), columns, label_ids)
+        return ModelOutputs(None, None, None, loss, loss, bn_updates)
     teacher = None if mode == "infer" else label_ids[:, :-1]
     decoded = attention_decode(
         encoded, mask, params.char_table.num_classes, params.decoder_steps, params.attn_num_hidden,
@@ -131,7 +118,8 @@ def build_model(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, mode:
         weights = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
         cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=decoded.logits)
         sequence_loss = tf.reduce_sum(cross_entropy * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
-        loss = sequence_loss + CTC_WEIGHT * ctc_loss(encoded, columns, label_ids, params.char_table.num_classes)
+        ctc_logits = ctc.ctc_logits(encoded, params.char_table.num_classes)
+        loss = sequence_loss + CTC_WEIGHT * ctc.ctc_loss(ctc_logits, columns, label_ids)
         if global_step is not None and ALIGNMENT_PRIOR_WEIGHT > 0:
             prior_weight = alignment_prior_weight(global_step, sequence_loss)
             loss += prior_weight * alignment_prior_loss(decoded.attention, columns, label_ids)
@@ -176,22 +164,30 @@ def recognize_pixels(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, 
     """The inference graph from preprocessed images to text.
 
     images: float32 [N, H, W, C], 0-255, each resized to height H = params.image_height and zero-padded;
-    widths: int32 [N], each image's width before the padding. decoding.beam_width 1 decodes greedily
-    (build_model's "infer" mode); more, or a lexicon (decoding.lexicon, loaded), runs beam search
-    (aocr.model.beam).
+    widths: int32 [N], each image's width before the padding. decoding.decoder picks the head (None: the
+    model's own head, params.decoder): "attention" decodes greedily at decoding.beam_width 1, and by beam
+    search (aocr.model.beam) at more or with a lexicon (decoding.lexicon, loaded); "ctc" reads the CTC head
+    (aocr.model.ctc), by best path at beam width 1; "joint" rescores the attention beam with the CTC head.
     """
+    decoder = decoding.decoder or params.decoder
+    encoded, columns, mask, _ = encode(images, widths, params, training=False,
+                                       cnn_dtype=inference_compute_dtype(decoding.precision))
+    shape = (params.char_table.num_classes, params.decoder_steps, params.attn_num_hidden, params.attn_num_layers,
+             params.target_embedding_size, params.use_gru)
     unconstrained = None
-    cnn_dtype = inference_compute_dtype(decoding.precision)
-    if decoding.beam_width == 1 and lexicon is None:
-        outputs = build_model(images, widths, params, "infer", cnn_dtype=cnn_dtype)
-        ids, step_probabilities = _greedy_answer(outputs.ids, outputs.logits)
-        attention = outputs.attention
+    if decoder == "ctc":
+        ids, step_probabilities, attention = _ctc_answers(ctc.ctc_logits(encoded, shape[0]), columns, params,
+                                                          decoding)
+    elif decoding.beam_width == 1 and lexicon is None and decoder == "attention":
+        free = attention_decode(encoded, mask, *shape)
+        (ids, step_probabilities), attention = _greedy_answer(free.ids, free.logits), free.attention
     else:
-        encoded, _, mask, _ = encode(images, widths, params, training=False, cnn_dtype=cnn_dtype)
-        shape = (params.char_table.num_classes, params.decoder_steps, params.attn_num_hidden, params.attn_num_layers,
-                 params.target_embedding_size, params.use_gru)
-        beams = beam_decode(encoded, mask, *shape, decoding.beam_width, lexicon)
+        beam_width = max(decoding.beam_width, JOINT_BEAM_WIDTH) if decoder == "joint" else decoding.beam_width
+        beams = beam_decode(encoded, mask, *shape, beam_width, lexicon)
         ids, step_probabilities, attention = beams.ids, beams.step_probabilities, beams.attention
+        if decoder == "joint":
+            logits = ctc.ctc_logits(encoded, shape[0])
+            ids, step_probabilities = _rescored(ids, step_probabilities, logits, columns)
         if lexicon is not None:
             with tf.compat.v1.variable_scope(tf.compat.v1.get_variable_scope(), reuse=True):
                 free = attention_decode(encoded, mask, *shape)
@@ -199,6 +195,55 @@ def recognize_pixels(images: tf.Tensor, widths: tf.Tensor, params: ModelParams, 
     best = _candidates(ids[:, :decoding.n_best], step_probabilities[:, :decoding.n_best], params)
     return Recognition(best.texts[:, 0], best.probabilities[:, 0], best.char_probabilities[:, 0], attention, widths,
                        best, unconstrained)
+
+
+def greedy_reading(images: tf.Tensor, widths: tf.Tensor, params: ModelParams,
+                   decoder: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """Greedy decoding alone, without text (what TensorFlow Lite can run): images and widths as
+    recognize_pixels takes them, decoder "attention" or "ctc" -> ids int32 [N, S] (EOS after the text)
+    and each step's probability float32 [N, S]."""
+    encoded, columns, mask, _ = encode(images, widths, params, training=False)
+    if decoder == "ctc":
+        ids, step_probabilities, _ = ctc.greedy_decode(ctc.ctc_logits(encoded, params.char_table.num_classes),
+                                                       columns, params.decoder_steps)
+        return ids, step_probabilities
+    free = attention_decode(encoded, mask, params.char_table.num_classes, params.decoder_steps,
+                            params.attn_num_hidden, params.attn_num_layers, params.target_embedding_size,
+                            params.use_gru)
+    return free.ids, tf.reduce_max(tf.nn.softmax(free.logits), axis=2)
+
+
+def _ctc_answers(logits: tf.Tensor, columns: tf.Tensor, params: ModelParams,
+                 decoding: Decoding) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """The CTC head's candidates: ids int32 [N, M, S] and step probabilities float32 [N, M, S] as
+    _candidates takes them, and the best path's columns per character float32 [N, S, T].
+
+    By best path at beam width 1, each character with its columns' highest probability. By CTC beam search
+    otherwise: CTC sums over alignments, so a text's characters have no probabilities of their own; each
+    gets the text's probability spread evenly over its characters and the end (their product is the text's).
+    """
+    steps = params.decoder_steps
+    ids, step_probabilities, attention = ctc.greedy_decode(logits, columns, steps)
+    if decoding.beam_width == 1:
+        return ids[:, None, :], step_probabilities[:, None, :], attention
+    ids, log_probabilities = ctc.beam_decode(logits, columns, steps, decoding.beam_width, decoding.n_best)
+    through_eos = tf.equal(tf.cumsum(tf.cast(tf.equal(ids, EOS_ID), tf.int32), axis=2, exclusive=True), 0)
+    lengths = tf.reduce_sum(tf.cast(through_eos, tf.float32), axis=2)  # [N, M]: characters and the end
+    spread = tf.exp(log_probabilities / tf.maximum(lengths, 1.0))
+    return ids, tf.where(through_eos, spread[:, :, None], tf.ones_like(spread)[:, :, None]), attention
+
+
+def _rescored(ids: tf.Tensor, step_probabilities: tf.Tensor, logits: tf.Tensor,
+              columns: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """The attention beam's hypotheses (ids int32 [N, K, S], step probabilities float32 [N, K, S]) reordered by
+    the joint score (JOINT_CTC_WEIGHT), best first; logits: the CTC head's float32 [N, T, C]."""
+    after_eos = tf.cumsum(tf.cast(tf.equal(ids, EOS_ID), tf.int32), axis=2, exclusive=True) > 0
+    log_attention = tf.reduce_sum(tf.where(after_eos, tf.zeros_like(step_probabilities),
+                                           tf.math.log(tf.maximum(step_probabilities, 1e-30))), axis=2)
+    log_ctc = ctc.sequence_log_likelihood(logits, columns, ids)
+    score = (1.0 - JOINT_CTC_WEIGHT) * log_attention + JOINT_CTC_WEIGHT * tf.maximum(log_ctc, -1e30)
+    order = tf.argsort(score, axis=1, direction="DESCENDING", stable=True)
+    return tf.gather(ids, order, batch_dims=1), tf.gather(step_probabilities, order, batch_dims=1)
 
 
 def _greedy_answer(ids: tf.Tensor, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

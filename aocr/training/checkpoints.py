@@ -22,14 +22,13 @@ import tensorflow as tf
 from aocr.core import params as model_params
 from aocr.core.files import join, link_or_copy, read_bytes, write_bytes_atomic
 from aocr.core.params import ModelParams
-from aocr.core.session import best_dir
+from aocr.core.session import BEST_SCORE_FILE, best_dir
 from aocr.inference.metrics import Accuracy
 from aocr.training.validation import Validation
 
 tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
 
-BEST_SCORE_FILE = "best.json"
 TRAINING_FILE = "training.json"
 
 # The settings training.json records, by the flag that sets each (aocr.training.trainer.TrainConfig.run_settings).
@@ -48,6 +47,7 @@ class BestScore:
     step: int
     word_accuracy: float
     character_accuracy: float
+    decoder: str | None = None  # the reading that scored these (None: written before the heads were compared)
 
     def compare(self, accuracy: Accuracy) -> int:
         """1 when `accuracy` is better (more words right, or as many and more characters), 0 when it ties, -1."""
@@ -118,7 +118,7 @@ class Checkpointer:
         self.saved_step = step
         log.info("saved %s", path)
         if self.validation is not None:
-            self._judge(path, step, self.validation.run(self.writer, step))
+            self._judge(path, step, *self.validation.run(self.writer, step))
         if self.on_checkpoint is not None:
             self.on_checkpoint(step, elapsed, path)
         return path
@@ -132,18 +132,18 @@ class Checkpointer:
                                json.dumps(self.settings, indent=2, sort_keys=True).encode("utf-8"))
         self._model_files_written = True
 
-    def _judge(self, path: str, step: int, accuracy: Accuracy) -> None:
+    def _judge(self, path: str, step: int, decoder: str, accuracy: Accuracy) -> None:
         """Keep the checkpoint saved at `path` (step `step`) as the best when it is better, or as good and newer
         (it has trained longer); only a better one resets the count of checkpoints without improvement."""
         verdict = 1 if self.best is None else self.best.compare(accuracy)
         self.since_best = 0 if verdict > 0 else self.since_best + 1
         if verdict < 0 or (self.best is not None and self.best.step == step):
             return
-        self.best = BestScore(step, accuracy.word_accuracy, accuracy.character_accuracy)
+        self.best = BestScore(step, accuracy.word_accuracy, accuracy.character_accuracy, decoder)
         directory = best_dir(self.model_dir)
         keep_checkpoint(path, directory)
         write_bytes_atomic(join(directory, BEST_SCORE_FILE), json.dumps(self.best.__dict__).encode("utf-8"))
-        log.info("step %d is the best so far: kept in %s", step, directory)
+        log.info("step %d is the best so far (read by %s): kept in %s", step, decoder, directory)
 
 
 def keep_checkpoint(path: str, directory: str) -> None:

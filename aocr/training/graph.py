@@ -17,6 +17,8 @@ from aocr.training.strategy import Strategy
 
 tf1 = tf.compat.v1
 KEEP_CHECKPOINTS = 5
+# The greedy readings validation compares, by the model's heads (ModelParams.decoder).
+VALIDATED = {"attention": ("attention", "ctc"), "ctc": ("ctc",)}
 
 
 @dataclass
@@ -30,7 +32,7 @@ class TrainingGraph:
     learning_rate_scale: tf.Tensor  # float32 scalar placeholder (default 1): the schedule's multiplier
     saver: tf1.train.Saver  # the rolling last KEEP_CHECKPOINTS (the best is linked apart: aocr.training.checkpoints)
     init: tf.Operation
-    validation: tuple[tf.Tensor, Recognition] | None  # inference graph on the training variables
+    validation: dict[str, tuple[tf.Tensor, Recognition]] | None  # decoder -> inference graph on the training variables
 
 
 def build_training_graph(scan: LabelScan, params: ModelParams, settings: dict, strategy: Strategy,
@@ -62,9 +64,10 @@ def build_training_graph(scan: LabelScan, params: ModelParams, settings: dict, s
             if with_validation:
                 # Validation reads with the training's arithmetic: in bfloat16 it takes a third of float32's time,
                 # time the --max-minutes budget would otherwise lose at every checkpoint.
-                decoding = Decoding(precision=settings["cnn_dtype"].name)
                 with tf1.variable_scope(tf1.get_variable_scope(), reuse=True):
-                    validation = Recognizer.build(params, settings["gpu_id"], decoding)
+                    validation = {decoder: Recognizer.build(params, settings["gpu_id"], Decoding(
+                        precision=settings["cnn_dtype"].name, decoder=decoder))
+                        for decoder in VALIDATED[params.decoder]}
         strategy.build_ops()
         saver = tf1.train.Saver(max_to_keep=KEEP_CHECKPOINTS)
         init = tf1.global_variables_initializer()

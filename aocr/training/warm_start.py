@@ -23,7 +23,8 @@ tf1 = tf.compat.v1
 log = logging.getLogger("aocr")
 
 # The fields that decide the variables' shapes (besides the charset).
-WEIGHT_SHAPING = ("cnn", "channels", "attn_num_hidden", "attn_num_layers", "use_gru", "target_embedding_size")
+WEIGHT_SHAPING = ("cnn", "decoder", "channels", "attn_num_hidden", "attn_num_layers", "use_gru",
+                  "target_embedding_size")
 
 
 def _check_compatible(source: ModelParams, target: ModelParams, source_dir: str) -> None:
