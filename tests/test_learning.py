@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from aocr.core.params import ModelParams
-from aocr.core.session import choose_checkpoint
+from aocr.core.session import choose_checkpoint, validated_decoder
 from aocr.data.augment import augment
 from aocr.data.holdout import split_scan
 from aocr.data.records import expand_dataset_paths
@@ -63,14 +63,15 @@ def test_validation_split_is_stable_and_disjoint(digits_set):
 
 
 class _ScriptedValidation:
-    """Validation scores read from a list, one per checkpoint (the checkpointer's decisions are under test)."""
+    """Validation scores and the readings that made them, read from lists, one per checkpoint (the
+    checkpointer's decisions are under test)."""
 
-    def __init__(self, word_accuracies):
-        self.word_accuracies = list(word_accuracies)
+    def __init__(self, word_accuracies, decoders):
+        self.word_accuracies, self.decoders = list(word_accuracies), list(decoders)
 
     def run(self, writer, step):
         accuracy = Accuracy(images=100, correct_words=int(100 * self.word_accuracies.pop(0)))
-        return accuracy
+        return self.decoders.pop(0), accuracy
 
 
 def test_best_checkpoint_survives_rotation_and_is_chosen(tmp_path):
@@ -81,7 +82,7 @@ def test_best_checkpoint_survives_rotation_and_is_chosen(tmp_path):
         saver = tf1.train.Saver(max_to_keep=2)
         with tf1.Session() as session:
             session.run(weight.initializer)
-            scores = _ScriptedValidation([0.1, 0.5, 0.3, 0.2, 0.2, 0.5])
+            scores = _ScriptedValidation([0.1, 0.5, 0.3, 0.2, 0.2, 0.5], ["attention", "ctc"] + ["attention"] * 4)
             checkpointer = Checkpointer(model_dir, ModelParams(), saver, scores, writer=None)
             for step in range(1, 6):
                 session.run(weight.assign(float(step)))
@@ -91,9 +92,11 @@ def test_best_checkpoint_survives_rotation_and_is_chosen(tmp_path):
             assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-2")
             assert choose_checkpoint(model_dir, "latest").endswith("model.ckpt-5")
             assert load_best_score(model_dir).step == 2 and checkpointer.since_best == 3
+            assert validated_decoder(model_dir) == "ctc"  # the reading that scored the best checkpoint
             session.run(weight.assign(6.0))
             checkpointer.save(session, 6, elapsed=6.0)  # as good as step 2 and newer: kept, but no improvement
             assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-6") and checkpointer.since_best == 4
+            assert validated_decoder(model_dir) == "attention"
             assert sorted(path.name for path in (tmp_path / "model" / "best").glob("model.ckpt-*")) == [
                 "model.ckpt-6.data-00000-of-00001", "model.ckpt-6.index"]  # the step-2 files are gone
             session.run(weight.assign(0.0))
