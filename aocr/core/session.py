@@ -85,7 +85,8 @@ def validated_decoder(model_dir: str) -> str | None:
 def settle_decoding(decoding: Decoding, params: ModelParams, model_dir: str) -> Decoding:
     """`decoding` with its decoder chosen: the one asked for, else the validated one (validated_decoder), else
     the model's own head; one the model lacks, or a lexicon without the attention decoder, is an error."""
-    decoder = decoding.decoder or validated_decoder(model_dir) or params.decoder
+    validated = validated_decoder(model_dir)
+    decoder = decoding.decoder or validated or params.decoder
     if decoder not in params.decoders:
         raise AocrError(f"--decoder {decoder}: this model has only its CTC head (it was trained with --decoder "
                         "ctc); pass --decoder ctc or leave the flag out")
@@ -94,7 +95,7 @@ def settle_decoding(decoding: Decoding, params: ModelParams, model_dir: str) -> 
                         "joint" + ("" if "attention" in params.decoders else "; this model has only its CTC head"))
     if decoding.decoder is None:
         log.info("reading with the %s decoder (%s)", decoder, "it scored best in validation"
-                 if decoder == validated_decoder(model_dir) else "the model's own; --decoder chooses another")
+                 if decoder == validated else "the model's own; --decoder chooses another")
     return dataclasses.replace(decoding, decoder=decoder)
 
 
