@@ -9,15 +9,17 @@ import os
 import platform
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out"
+PREDICT_PATH = "/v1/models/aocr:predict"
 
 # The setup the issue's figures for the original aocr were measured with.
 SHAPE = {"max_width": 200, "max_height": 48, "max_prediction": 8}
@@ -195,25 +197,93 @@ def start_server(export_dir: Path, grpc_port: int, flags: list[str],
     raise SystemExit("aocr serve did not start:\n" + "".join(lines[-20:]))
 
 
-def predict_body(*images: bytes) -> bytes:
-    """A TF Serving :predict body in the row format: one {"b64": ...} instance per image."""
-    return json.dumps({"instances": [{"b64": base64.b64encode(image).decode()} for image in images]}).encode()
+def predict_body(*images: bytes, signature_name: str = "") -> bytes:
+    """A TF Serving :predict body in the row format: one {"b64": ...} instance per image (and the signature's
+    name where one is given)."""
+    doc: dict = {"signature_name": signature_name} if signature_name else {}
+    doc["instances"] = [{"b64": base64.b64encode(image).decode()} for image in images]
+    return json.dumps(doc).encode()
 
 
-def post(url: str, body: bytes, path: str = "/v1/models/aocr:predict", timeout: float = 60) -> tuple[int, bytes, str]:
+def rest_answer(answer: bytes) -> tuple[list[str], list[float]]:
+    """(texts, probabilities) of a row-format answer of serving_default."""
+    rows = json.loads(answer)["predictions"]
+    return [row["output"] for row in rows], [row["probability"] for row in rows]
+
+
+def post(url: str, body: bytes, path: str = PREDICT_PATH, timeout: float = 60,
+         method: str = "POST") -> tuple[int, bytes, str]:
     """POST body on a new connection; (status, answer, note). Where the server answers (413) and closes
     before taking the whole body, the answer is read after the send fails, and the note says so."""
     connection = http.client.HTTPConnection(url.removeprefix("http://"), timeout=timeout)
     note = ""
     try:
         try:
-            connection.request("POST", path, body, {"Content-Type": "application/json"})
+            connection.request(method, path, body, {"Content-Type": "application/json"})
         except (BrokenPipeError, ConnectionResetError) as e:
             note = f"answer read after {type(e).__name__} while sending"
         response = connection.getresponse()
         return response.status, response.read(), note
     finally:
         connection.close()
+
+
+def disconnect(host: str, port: int, variant: int, good_body: bytes, timeout: float = 60) -> str:
+    """A client that announces a body, sends part of it (or none) and closes (variant 3: with a reset); returns
+    what it did."""
+    declared, sent = [(len(good_body), 0), (len(good_body), len(good_body) // 2),
+                      (3_000_000, 1_000_000), (3_000_000, 700_000)][variant % 4]
+    body = (good_body + b" " * declared)[:sent]
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(f"POST {PREDICT_PATH} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {declared}\r\n\r\n".encode() + body)
+        if variant % 4 == 3:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+    return ["headers only", "half the body", "1 MB of 3 MB", "700 KB of 3 MB, then RST"][variant % 4]
+
+
+def grpc_available() -> bool:
+    """Whether grpcio and tensorflow-serving-api, which the gRPC clients use, are installed."""
+    try:
+        import grpc  # noqa: F401
+        from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def grpc_stub(address: str) -> tuple[Any, Any]:
+    """(PredictionServiceStub, channel) of tensorflow-serving-api for a server at host:port; the channel sends
+    messages of any size (the server's own limit is what a benchmark tries)."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", -1)])
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel), channel
+
+
+def predict_request(images: list[bytes], signature_name: str = "", shape: list[int] | None = None) -> Any:
+    """A PredictRequest for model "aocr": its DT_STRING input tensor holds `images` and declares the shape
+    [len(images)], or `shape` where one is given (it need not match the values)."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "aocr"
+    if signature_name:
+        request.model_spec.signature_name = signature_name
+    dims = [tensor_shape_pb2.TensorShapeProto.Dim(size=n) for n in ([len(images)] if shape is None else shape)]
+    request.inputs["input"].CopyFrom(tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_STRING, tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=dims), string_val=images))
+    return request
+
+
+def grpc_answer(response: Any) -> tuple[list[str], list[float]]:
+    """(texts, probabilities) of a serving_default PredictResponse."""
+    from tensorflow import make_ndarray
+
+    texts, probabilities = (make_ndarray(response.outputs[key]) for key in ("output", "probability"))
+    return [text.decode("utf-8", "replace") for text in texts], probabilities.tolist()
 
 
 def proc_status(pid: int) -> dict[str, str]:
@@ -233,3 +303,27 @@ def memory_mib(pid: int, field: str = "VmRSS") -> float:
 def threads_and_fds(pid: int) -> tuple[int, int]:
     """(threads, open file descriptors) of a process (Linux /proc)."""
     return int(proc_status(pid)["Threads"]), len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def reset_peak(pid: int) -> bool:
+    """Set a process's VmHWM back to its VmRSS, so that the next reading is the peak from now on (Linux 4.0+:
+    "5" written to /proc/PID/clear_refs); False where that is not allowed."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def settled(pid: int, seconds: float = 10.0) -> tuple[int, int, float]:
+    """(threads, open descriptors, VmRSS MiB) once the counts have stayed the same for half a second (closed
+    connections are let go on the server's next loop turn), or after `seconds`."""
+    deadline = time.monotonic() + seconds
+    last = threads_and_fds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = threads_and_fds(pid)
+        if now == last:
+            break
+        last = now
+    return (*last, memory_mib(pid, "VmRSS"))

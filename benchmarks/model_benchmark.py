@@ -12,6 +12,7 @@ Setup as the issue's figures for the original aocr: rendered 3-8 character strin
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import re
@@ -56,16 +57,20 @@ def training_speed(tfrecords: Path, params: ModelParams, batch_size: int, steps:
 
 
 def learning_run(name: str, params: ModelParams) -> LearningRun:
-    """A learning run named SET-bBATCH[-noaug]: SET is rendered (6000 rendered strings), captcha (6000
-    captcha-style images) or small (500 rendered strings), all tested on held-out images of their kind."""
-    match = re.fullmatch(r"(rendered|captcha|small)-b(\d+)(-noaug)?", name)
+    """A learning run named SET-bBATCH[-noaug][-ctc]: SET is rendered (6000 rendered strings), captcha (6000
+    captcha-style images) or small (500 rendered strings), all tested on held-out images of their kind; -ctc
+    trains the CTC head alone (--decoder ctc), else both heads as `--decoder auto` does for short labels."""
+    match = re.fullmatch(r"(rendered|captcha|small)-b(\d+)(-noaug)?(-ctc)?", name)
     if not match:
-        raise SystemExit(f"unknown learning run {name!r}: expected SET-bBATCH[-noaug], SET rendered|captcha|small")
+        raise SystemExit(f"unknown learning run {name!r}: expected SET-bBATCH[-noaug][-ctc], SET "
+                         "rendered|captcha|small")
     kind, batch, augment = match.group(1), int(match.group(2)), "none" if match.group(3) else "light"
+    params = dataclasses.replace(params, decoder="ctc" if match.group(4) else "attention")
     if kind == "captcha":
         _, train_records = captcha_set("captcha-train-6000", 6000, seed=21)
         _, test_records = captcha_set("captcha-test-300", 300, seed=22)
-        return LearningRun(name, train_records, test_records, ModelParams(160, 60, 6), batch, augment)
+        return LearningRun(name, train_records, test_records, ModelParams(160, 60, 6, decoder=params.decoder),
+                           batch, augment)
     _, train_records = (rendered_set("rendered-train-6000", 6000, seed=11) if kind == "rendered"
                         else rendered_set("rendered-train-500", 500, seed=13))
     _, test_records = rendered_set("rendered-test-500", 500, seed=12)
@@ -147,8 +152,8 @@ def main() -> None:
     parser.add_argument("--test-count", type=int, default=500)
     parser.add_argument("--learning-only", action="store_true", help="only the accuracy-versus-time curves")
     parser.add_argument("--learning-runs", default=DEFAULT_RUN,
-                        help="comma-separated learning runs SET-bBATCH[-noaug], SET rendered, captcha or small, "
-                             "e.g. rendered-b65,captcha-b32,small-b32-noaug (default: %(default)s)")
+                        help="comma-separated learning runs SET-bBATCH[-noaug][-ctc], SET rendered, captcha or small, "
+                             "e.g. rendered-b65,captcha-b32-ctc,small-b32-noaug (default: %(default)s)")
     parser.add_argument("--speed-only", action="store_true",
                         help="only the training speed at batch 32, beside the original's on this CPU")
     parser.add_argument("--predict-only", action="store_true",

@@ -22,12 +22,9 @@ Prints a table, writes benchmarks/out/serve_soak.json, exits 1 if a check fails.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import re
 import signal
-import socket
-import struct
 import sys
 import tempfile
 import time
@@ -41,13 +38,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     ROOT,
+    disconnect,
     export_model,
     free_port,
+    grpc_answer,
+    grpc_available,
+    grpc_stub,
     machine,
     memory_mib,
     post,
     predict_body,
+    predict_request,
     print_table,
+    rest_answer,
+    settled,
     start_server,
     threads_and_fds,
     tiny_model,
@@ -58,7 +62,6 @@ sys.path.insert(0, str(ROOT))
 
 from tools import hostile_images  # noqa: E402
 
-PREDICT = "/v1/models/aocr:predict"
 TIMEOUT_S = 60.0  # a client's wait for one answer; the server's own request timeout is 30 s
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # aocr serve's default --max-request-bytes
 WAITRESS_SLACK = 1024  # aocr serve lets waitress read bodies up to the limit + this, then refuses them itself
@@ -116,19 +119,6 @@ def schedule(requests: int, seed: int) -> list[str]:
     kinds = [BAD_KINDS[i % len(BAD_KINDS)] for i in range(bad)] + ["good"] * (requests - bad)
     random.Random(seed).shuffle(kinds)
     return kinds
-
-
-def disconnect(host: str, port: int, variant: int, good_body: bytes) -> str:
-    """A client that announces a body, sends part of it (or none) and closes (variant 3: with a reset)."""
-    declared, sent = [(len(good_body), 0), (len(good_body), len(good_body) // 2),
-                      (3_000_000, 1_000_000), (3_000_000, 700_000)][variant % 4]
-    body = (good_body + b" " * declared)[:sent]
-    with socket.create_connection((host, port), timeout=TIMEOUT_S) as sock:
-        sock.sendall(f"POST {PREDICT} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                     f"Content-Length: {declared}\r\n\r\n".encode() + body)
-        if variant % 4 == 3:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
-    return ["headers only", "half the body", "1 MB of 3 MB", "700 KB of 3 MB, then RST"][variant % 4]
 
 
 class Client:
@@ -208,12 +198,6 @@ class Client:
         return Result(kind, "grpc", code, code == "INVALID_ARGUMENT", 0.0)
 
 
-def rest_answer(answer: bytes) -> tuple[list[str], list[float]]:
-    """(texts, probabilities) of a row-format answer."""
-    rows = json.loads(answer)["predictions"]
-    return [row["output"] for row in rows], [row["probability"] for row in rows]
-
-
 Answer = tuple[list[str], list[float]]
 
 
@@ -221,50 +205,17 @@ def grpc_client(address: str) -> tuple[Callable[[list[bytes]], tuple[str, Answer
     """predict(images) -> (status code name, (texts, probabilities)) through tensorflow-serving-api's stub, and
     its channel."""
     import grpc
-    from tensorflow import make_ndarray
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", -1)])
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    stub, channel = grpc_stub(address)
 
     def predict(images: list[bytes]) -> tuple[str, Answer | None]:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "aocr"
-        shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(images))])
-        request.inputs["input"].CopyFrom(tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape,
-                                                                string_val=images))
         try:
-            response = stub.Predict(request, timeout=TIMEOUT_S)
+            response = stub.Predict(predict_request(images), timeout=TIMEOUT_S)
         except grpc.RpcError as e:
             return e.code().name, None
-        texts, probabilities = (make_ndarray(response.outputs[key]) for key in ("output", "probability"))
-        return "OK", ([text.decode("utf-8", "replace") for text in texts], probabilities.tolist())
+        return "OK", grpc_answer(response)
 
     return predict, channel
-
-
-def grpc_available() -> bool:
-    try:
-        import grpc  # noqa: F401
-        from tensorflow_serving.apis import prediction_service_pb2_grpc  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def settled(pid: int, seconds: float = 10.0) -> tuple[int, int, float]:
-    """(threads, open descriptors, VmRSS MiB) once the counts have stayed the same for half a second (closed
-    connections are let go on the server's next loop turn), or after `seconds`."""
-    deadline = time.monotonic() + seconds
-    last = threads_and_fds(pid)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = threads_and_fds(pid)
-        if now == last:
-            break
-        last = now
-    return (*last, memory_mib(pid, "VmRSS"))
 
 
 def reference_answers(client: Client) -> list[tuple[str, float]]:

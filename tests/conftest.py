@@ -120,7 +120,7 @@ def digits_set(shared_dir: Path) -> ImageSet:
 
 
 def train_tiny_model(tfrecords: Path, model_dir: Path) -> None:
-    result = run_aocr("train", str(tfrecords), "--model-dir", str(model_dir), *TINY_SHAPE,
+    result = run_aocr("train", str(tfrecords), "--model-dir", str(model_dir), *TINY_SHAPE, "--decoder", "attention",
                       "--batch-size", "16", "--max-steps", TRAINED_STEPS, "--steps-per-checkpoint", "100",
                       "--augment", "none", "--seed", "1", cwd=model_dir.parent)
     assert result.returncode == 0, result.stderr
@@ -128,7 +128,8 @@ def train_tiny_model(tfrecords: Path, model_dir: Path) -> None:
 
 @pytest.fixture(scope="session")
 def trained_model(digits_set: ImageSet, shared_dir: Path) -> Path:
-    """A tiny model trained on digits_set until it reads it well (its validation images from step 200 on)."""
+    """A tiny model with both heads (the attention decoder and the CTC head) trained on digits_set until it reads
+    it well (its validation images from step 200 on)."""
     directory = built_once(shared_dir / "model",
                            lambda target: train_tiny_model(digits_set.tfrecords, target / "checkpoints"))
     return directory / "checkpoints"

@@ -109,3 +109,28 @@ def test_auto_precision_says_what_it_chose_and_why(monkeypatch, aocr_log):
     assert serving_precision("bfloat16") == "float32"
     assert "--precision auto: float32, since" in aocr_log.text
     assert "serving in float32" in aocr_log.text
+
+
+def test_a_trainer_restarted_after_the_cluster_started_passes_the_start_barrier():
+    """The barrier holds one token per trainer: a trainer that rejoins a started cluster finds it full and must go
+    on, not wait for room that never comes."""
+    import threading
+
+    import tensorflow.compat.v1 as tf1
+
+    from aocr.training.cluster import wait_for_trainers
+
+    graph = tf.Graph()
+    with graph.as_default():
+        queue = tf1.FIFOQueue(2, tf.int32)
+        barrier = (queue.enqueue(1), queue.size())
+    with tf1.Session(graph=graph) as session:
+        first = threading.Thread(target=wait_for_trainers, args=(session, barrier, 2, 60.0), daemon=True)
+        first.start()
+        wait_for_trainers(session, barrier, 2, 60.0)  # the second trainer: both have arrived
+        first.join(60)
+        assert not first.is_alive()
+        rejoined = threading.Thread(target=wait_for_trainers, args=(session, barrier, 2, 60.0), daemon=True)
+        rejoined.start()
+        rejoined.join(30)
+        assert not rejoined.is_alive(), "a restarted trainer waits at a full start barrier"

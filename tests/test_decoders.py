@@ -14,6 +14,7 @@ from aocr.core import savedmodel
 from aocr.core.charset import EOS_ID, FIRST_CHAR_ID, PAD_ID
 from aocr.core.params import Decoding
 from aocr.core.session import BEST_SCORE_FILE, best_dir
+from aocr.export.tflite import read_tflite
 from aocr.inference.recognizer import Recognizer, Result
 from aocr.model.ctc import beam_decode, greedy_decode, sequence_log_likelihood
 from tests.conftest import TINY_SHAPE, run_aocr
@@ -144,3 +145,20 @@ def test_an_export_stores_its_reading(ctc_model, trained_model, tmp_path):
             assert loaded.decoder == decoder
         finally:
             loaded.close()
+
+
+def test_a_ctc_model_exported_to_tflite_reads_as_predict_does(ctc_model, digits_set, tmp_path):
+    exported = run_aocr("export", str(tmp_path / "lite"), "--format", "tflite", "--model-dir", str(ctc_model),
+                        "--log-path", "")
+    assert exported.returncode == 0, exported.stderr
+    images = [path.read_bytes() for path in digits_set.images[:8]]
+    answers = read_tflite(str(tmp_path / "lite" / "model.tflite"), images,
+                          model_params.require(str(tmp_path / "lite")))
+    recognizer = Recognizer.from_model_dir(str(ctc_model), {})
+    try:
+        expected = recognizer.recognize(images, 8)
+    finally:
+        recognizer.close()
+    assert [text for text, _ in answers] == [result.text for result in expected]
+    assert all(abs(probability - result.probability) < 1e-3
+               for (_, probability), result in zip(answers, expected, strict=True))

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from aocr.core import params as model_params
 from aocr.core import savedmodel
+from aocr.core.errors import AocrError
 from aocr.export.tflite import read_tflite
 from tests.conftest import run_aocr
 
@@ -215,3 +216,39 @@ def test_a_savedmodel_whose_answers_come_from_a_lookup_table_keeps_its_contents(
     finally:
         loaded.close()
     assert list(text) == [b"ABC"] and list(probability) == [0.5]
+
+
+def _bare_savedmodel(path, format_version=None):
+    """A SavedModel with aocr's signature that answers "ABC", storing `format_version` as an export does."""
+    import tensorflow as tf
+
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        images = tf1.placeholder(tf.string, [None])
+        text = tf.fill(tf.shape(images), "ABC")
+        probability = tf.ones(tf.shape(images), tf.float64)
+        if format_version is not None:
+            tf.constant(format_version, tf.int32, name=savedmodel.FORMAT_VERSION_NAME)
+        with tf1.Session() as session:
+            builder = tf1.saved_model.Builder(str(path))
+            signature = tf1.saved_model.predict_signature_def(
+                {savedmodel.INPUT_KEY: images}, {savedmodel.TEXT_KEY: text, savedmodel.PROBABILITY_KEY: probability})
+            builder.add_meta_graph_and_variables(session, list(savedmodel.SERVING_TAGS),
+                                                 signature_def_map={savedmodel.SIGNATURE: signature})
+            builder.save()
+
+
+def test_an_export_states_its_format_and_one_from_a_newer_aocr_is_refused_with_what_to_do(exported, tmp_path):
+    loaded = savedmodel.load(savedmodel.version_path(str(exported), savedmodel.versions(str(exported))[-1]))
+    try:
+        assert loaded.format_version == savedmodel.EXPORT_FORMAT_VERSION
+    finally:
+        loaded.close()
+    _bare_savedmodel(tmp_path / "old" / "1")
+    older = savedmodel.load(str(tmp_path / "old" / "1"))
+    assert (older.format_version, older.beam_width, older.decoder) == (1, 1, "attention")  # read as it was written
+    older.close()
+    _bare_savedmodel(tmp_path / "new" / "1", savedmodel.EXPORT_FORMAT_VERSION + 1)
+    with pytest.raises(AocrError, match=r"exported by a newer aocr .* `pip install --upgrade aocr`"):
+        savedmodel.load(str(tmp_path / "new" / "1"))

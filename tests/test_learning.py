@@ -1,6 +1,7 @@
 """What makes the defaults learn: augmentation, the alignment prior, the validation split, the best
 checkpoint, early stopping, the time budget and fine-tuning from another model."""
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -74,34 +75,58 @@ class _ScriptedValidation:
         return self.decoders.pop(0), accuracy
 
 
-def test_best_checkpoint_survives_rotation_and_is_chosen(tmp_path):
-    model_dir = str(tmp_path / "model")
-    graph = tf.Graph()
-    with graph.as_default():
+@contextlib.contextmanager
+def _one_weight(max_to_keep):
+    """(session, weight, saver) of a graph holding one scalar variable, initialized to 0."""
+    with tf.Graph().as_default():
         weight = tf1.get_variable("weight", [], initializer=tf1.zeros_initializer())
-        saver = tf1.train.Saver(max_to_keep=2)
+        saver = tf1.train.Saver(max_to_keep=max_to_keep)
         with tf1.Session() as session:
             session.run(weight.initializer)
-            scores = _ScriptedValidation([0.1, 0.5, 0.3, 0.2, 0.2, 0.5], ["attention", "ctc"] + ["attention"] * 4)
-            checkpointer = Checkpointer(model_dir, ModelParams(), saver, scores, writer=None)
-            for step in range(1, 6):
-                session.run(weight.assign(float(step)))
-                checkpointer.save(session, step, elapsed=float(step))
-            assert tf.train.latest_checkpoint(model_dir).endswith("model.ckpt-5")
-            assert not tf.io.gfile.exists(f"{model_dir}/model.ckpt-2.index")  # rotated away
-            assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-2")
-            assert choose_checkpoint(model_dir, "latest").endswith("model.ckpt-5")
-            assert load_best_score(model_dir).step == 2 and checkpointer.since_best == 3
-            assert validated_decoder(model_dir) == "ctc"  # the reading that scored the best checkpoint
-            session.run(weight.assign(6.0))
-            checkpointer.save(session, 6, elapsed=6.0)  # as good as step 2 and newer: kept, but no improvement
-            assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-6") and checkpointer.since_best == 4
-            assert validated_decoder(model_dir) == "attention"
-            assert sorted(path.name for path in (tmp_path / "model" / "best").glob("model.ckpt-*")) == [
-                "model.ckpt-6.data-00000-of-00001", "model.ckpt-6.index"]  # the step-2 files are gone
-            session.run(weight.assign(0.0))
-            saver.restore(session, choose_checkpoint(model_dir, "best"))
-            assert session.run(weight) == 6.0
+            yield session, weight, saver
+
+
+def test_best_checkpoint_survives_rotation_and_is_chosen(tmp_path):
+    model_dir = str(tmp_path / "model")
+    with _one_weight(2) as (session, weight, saver):
+        scores = _ScriptedValidation([0.1, 0.5, 0.3, 0.2, 0.2, 0.5], ["attention", "ctc"] + ["attention"] * 4)
+        checkpointer = Checkpointer(model_dir, ModelParams(), saver, scores, writer=None)
+        for step in range(1, 6):
+            session.run(weight.assign(float(step)))
+            checkpointer.save(session, step, elapsed=float(step))
+        assert tf.train.latest_checkpoint(model_dir).endswith("model.ckpt-5")
+        assert not tf.io.gfile.exists(f"{model_dir}/model.ckpt-2.index")  # rotated away
+        assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-2")
+        assert choose_checkpoint(model_dir, "latest").endswith("model.ckpt-5")
+        assert load_best_score(model_dir).step == 2 and checkpointer.since_best == 3
+        assert validated_decoder(model_dir) == "ctc"  # the reading that scored the best checkpoint
+        session.run(weight.assign(6.0))
+        checkpointer.save(session, 6, elapsed=6.0)  # as good as step 2 and newer: kept, but no improvement
+        assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-6") and checkpointer.since_best == 4
+        assert validated_decoder(model_dir) == "attention"
+        assert sorted(path.name for path in (tmp_path / "model" / "best").glob("model.ckpt-*")) == [
+            "model.ckpt-6.data-00000-of-00001", "model.ckpt-6.index"]  # the step-2 files are gone
+        session.run(weight.assign(0.0))
+        saver.restore(session, choose_checkpoint(model_dir, "best"))
+        assert session.run(weight) == 6.0
+
+
+def test_a_new_best_stopped_before_its_checkpoint_file_is_still_the_best(tmp_path):
+    """Training killed between writing best.json and pointing best/checkpoint at the new step: the best
+    checkpoint is the one best.json scores, so the score, the reading and the weights agree."""
+    model_dir = str(tmp_path / "model")
+    with _one_weight(5) as (session, weight, saver):
+        checkpointer = Checkpointer(model_dir, ModelParams(), saver, _ScriptedValidation([0.1, 0.5], ["attention",
+                                                                                                      "ctc"]), None)
+        for step in (1, 2):
+            session.run(weight.assign(float(step)))
+            checkpointer.save(session, step, elapsed=float(step))
+        best = tmp_path / "model" / "best"
+        older = saver.save(session, str(best / "model.ckpt-1"), write_meta_graph=False)
+        tf1.train.update_checkpoint_state(str(best), older)  # the pointer still at the old best
+        assert load_best_score(model_dir).step == 2
+        assert choose_checkpoint(model_dir, "best").endswith("best/model.ckpt-2")
+        assert validated_decoder(model_dir) == "ctc"
 
 
 def test_fine_tuning_carries_the_rows_of_shared_characters():

@@ -7,6 +7,7 @@ import io
 import tensorflow as tf
 
 from aocr.cli import main
+from aocr.core.savedmodel import load
 from aocr.data.synthetic import load_font, random_text, render
 from tests.conftest import TINY_SHAPE
 
@@ -51,6 +52,17 @@ def test_dataset_train_test_predict_export_all_in_ram(capsys):
 
     assert main(["export", f"{root}/exported", "--model-dir", f"{root}/model", *no_log]) == 0
     assert tf.io.gfile.exists(f"{root}/exported/1/saved_model.pb")
+    with tf.io.gfile.GFile(f"{root}/broken/model.ckpt-9.index", "wb") as f:
+        f.write(b"not a checkpoint")
+    assert main(["export", f"{root}/exported", "--version", "1", "--force", "--checkpoint",
+                 f"{root}/broken/model.ckpt-9", "--model-dir", f"{root}/model", *no_log]) != 0
+    assert [name.rstrip("/") for name in tf.io.gfile.listdir(f"{root}/exported")] == ["1"]  # nothing half-built
+    assert tf.io.gfile.exists(f"{root}/exported/1/saved_model.pb")  # a failed --force keeps the old version
+    assert main(["export", f"{root}/exported", "--version", "1", "--force", "--beam-width", "2",
+                 "--model-dir", f"{root}/model", *no_log]) == 0
+    replaced = load(f"{root}/exported/1")
+    assert replaced.beam_width == 2  # the new version's files copied over the old ones
+    replaced.close()
     assert main(["export", f"{root}/exported", "--format", "frozengraph", "--model-dir", f"{root}/model",
                  *no_log]) == 0
     assert tf.io.gfile.exists(f"{root}/exported/frozen_graph.pb")

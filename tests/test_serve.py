@@ -460,6 +460,46 @@ def grpc_predict(stub, images, name="aocr", version=None, label=None, signature=
     return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}, response.model_spec
 
 
+class _HeldStatus:
+    """A servable whose GetModelStatus answers once `release` is set, so the RPCs it holds fill the threads."""
+
+    name = "aocr"
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def status(self, name, version):
+        assert self.release.wait(60)
+        return [1]
+
+
+def test_grpc_refuses_at_once_the_rpcs_beyond_its_threads_and_as_many_waiting():
+    import grpc
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    from aocr.serving import grpc_api
+    from aocr.serving.traffic import Traffic
+
+    servable, port = _HeldStatus(), free_port()
+    server = grpc_api.start(servable, "127.0.0.1", port, 1 << 20, 2, 30.0, Traffic())
+    try:
+        _, models = grpc_stubs(f"127.0.0.1:{port}")
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "aocr"
+        calls = [models.GetModelStatus.future(request, timeout=60) for _ in range(8)]
+        deadline = time.monotonic() + 30
+        while not any(call.done() for call in calls) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        refused = [call for call in calls if call.done()]
+        assert refused and all(call.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for call in refused)
+        servable.release.set()
+        codes = [call.code() for call in calls]
+        assert codes.count(grpc.StatusCode.OK) == 4 and codes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 4, codes
+    finally:
+        servable.release.set()
+        server.stop(0)
+
+
 def test_grpc_predict_gives_the_rest_apis_answers(server, grpc_address, digits_set):
     url, _ = server
     prediction, _ = grpc_stubs(grpc_address)
@@ -547,7 +587,7 @@ def test_an_image_declaring_gigapixels_is_refused_from_its_header(server, digits
     url, _ = server
     bomb = base64.b64encode(make_bomb(10000, 10000)).decode()  # 100 megapixels, in a body under the test's limit
     status, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": bomb}]})
-    assert status == 400 and "over the limit of 50 megapixels" in answer["error"]
+    assert status == 400 and f"over the limit of {defaults.MAX_REQUEST_PIXELS / 1e6:g} megapixels" in answer["error"]
     good, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
     assert good == 200 and answer["predictions"][0]["output"] == expected[0]
 
@@ -568,8 +608,8 @@ def test_a_request_is_bounded_in_images_and_in_pixels(server, digits_set, expect
         body = {"signature_name": signature, "instances": [{"b64": tiny}] * (defaults.MAX_REQUEST_IMAGES + 1)}
         status, answer = call(url, "/v1/models/aocr:predict", body)
         assert status == 429 and "over the limit of 1024" in answer["error"], answer
-    big = b64_bytes(hostile_images.png_bomb(7000, 6000))  # 42 megapixels: under the image limit, three are not
-    status, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": big}] * 3})
+    big = b64_bytes(hostile_images.png_bomb(2500, 2500))  # 6.25 megapixels: under the image limit, two are not
+    status, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": big}] * 2})
     assert status == 429 and "megapixels in all" in answer["error"], answer
     good, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
     assert good == 200 and answer["predictions"][0]["output"] == expected[0]
@@ -605,6 +645,22 @@ def test_a_connection_that_sends_nothing_is_closed_and_others_are_answered(expor
             seconds = time.monotonic() - started
         assert 2.0 <= seconds <= 10.0, seconds
     finally:
+        stop_server(process)
+
+
+def test_a_hundred_idle_connections_do_not_keep_a_client_waiting(exported, digits_set, expected):
+    process, url, _ = start_server(exported, "--grpc-port", "0", cwd=exported.parent)
+    host, port = url.removeprefix("http://").split(":")
+    idle = []
+    try:
+        idle = [socket.create_connection((host, int(port)), timeout=20) for _ in range(110)]
+        started = time.monotonic()
+        status, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[2])}]})
+        assert status == 200 and answer["predictions"][0]["output"] == expected[2]
+        assert time.monotonic() - started < 10.0  # not held until the idle ones time out (15 s)
+    finally:
+        for connection in idle:
+            connection.close()
         stop_server(process)
 
 

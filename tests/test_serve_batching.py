@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from aocr.core.images import ImageHeader
 from aocr.serving import batching
 from aocr.serving.batching import Batcher, BatchOptions
 from aocr.serving.status import Code, ServingError
@@ -23,7 +24,7 @@ class Model:
         self.gate = threading.Event()
         self.gate.set()
 
-    def __call__(self, images):
+    def __call__(self, images, headers):
         self.arrived += len(images)
         assert self.gate.wait(10)
         self.run_started.append(time.monotonic())
@@ -98,6 +99,25 @@ def test_a_bad_request_fails_alone_and_batching_goes_on(batcher_of):
         assert [futures[i].result()["output"].tolist() for i in (0, 2, 3)] == [[b"B"], [b"C"], [b"D"]]
     assert 4 in model.batches  # the four queued requests ran as one batch before the retry one by one
     assert batcher.submit(images("e"), timeout=10)["output"].tolist() == [b"E"]
+
+
+def test_a_batch_holds_at_most_its_pixel_budget_however_many_requests_wait(batcher_of):
+    """Requests each within the per-request limit must not add up to one batch that decodes gigabytes."""
+    model = Model()
+    model.gate.clear()
+    batcher = batcher_of(model, max_batch_size=8, num_batch_threads=1, max_batch_pixels=100)
+    large, small = [ImageHeader("PNG", 10, 6, pixels=60)], [ImageHeader("PNG", 2, 5, pixels=10)]
+    with ThreadPoolExecutor(6) as pool:
+        first = pool.submit(batcher.submit, images("first"), 10, small)
+        wait_until(lambda: model.arrived == 1)  # held: the others queue up behind it
+        queued = []
+        for name, headers in (("a", large), ("b", large), ("c", small), ("d", small), ("e", large)):
+            queued.append(pool.submit(batcher.submit, images(name), 10, headers))
+            wait_until(lambda: batcher._queued_images == len(queued))  # queued in this order
+        model.gate.set()
+        assert [future.result()["output"].tolist() for future in [first, *queued]] == [
+            [b"FIRST"], [b"A"], [b"B"], [b"C"], [b"D"], [b"E"]]
+    assert model.batches == [1, 1, 3, 1]  # a (60); b, c, d (80); e (60): never over 100 pixels
 
 
 def test_waits_are_bounded(batcher_of):

@@ -1,10 +1,14 @@
 """A served batch run as shards side by side (aocr.serving.shards), on a real export, in-process."""
 
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from aocr.serving.servables import load_servable
+from aocr.serving.servables import check_request_images, load_servable
 from aocr.serving.shards import Shards, cgroup_cpu_limit
 from aocr.serving.status import Code, ServingError
 from tests.conftest import run_aocr
@@ -17,7 +21,7 @@ def version(trained_model, tmp_path_factory):
     result = run_aocr("export", str(directory / "model"), "--model-dir", str(trained_model), cwd=directory)
     assert result.returncode == 0, result.stderr
     loaded = load_servable(str(directory / "model"), "aocr", None, {}, None, "float32").latest
-    loaded.shards.close()
+    loaded.shards.close(timeout=5.0)
     loaded.shards = Shards(3)
     yield loaded
     loaded.close(timeout=5.0)
@@ -48,10 +52,32 @@ def test_a_sharded_batch_answers_each_image_in_its_place(version, widest_first):
 def test_a_bad_image_fails_its_batch_once_every_shard_is_done_and_the_next_batch_runs(version, widest_first):
     batch = widest_first.copy()
     batch[2] = b"not an image"
+    headers = check_request_images(widest_first)  # as if the header check had passed: the session refuses it
     with pytest.raises(ServingError) as failed:
-        version.run(batch)
+        version.run(batch, headers=headers)
     assert failed.value.code == Code.INVALID_ARGUMENT
     assert version.run(widest_first)["output"].shape == (len(widest_first),)
+
+
+def test_closing_waits_for_a_running_shard_only_as_long_as_it_is_told():
+    shards, release = Shards(2), threading.Event()
+
+    def run(images):
+        if images[0] == b"held":
+            assert release.wait(60)
+        return {"output": images}
+
+    images = np.array([b"quick", b"held"], dtype=object)
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(shards.run, run, images, [1.0, 2.0])  # "held" runs on the shards' own thread
+        started = time.monotonic()
+        while not shards._in_flight and time.monotonic() - started < 30:
+            time.sleep(0.01)
+        started = time.monotonic()
+        assert shards.close(timeout=0.3) is False
+        assert time.monotonic() - started < 10
+        release.set()
+        assert answer.result(timeout=30)["output"].tolist() == [b"quick", b"held"]
 
 
 @pytest.mark.parametrize("files, cpus", [

@@ -71,7 +71,7 @@ def test_auto_strings_mean_the_same_and_case_can_be_kept(records):
 def test_explicit_values_are_kept(records):
     explicit = {"charset": "0123456789", "max_width": 400, "max_height": 40, "max_prediction": 12}
     # a charset without lower case upper-cases the labels
-    assert resolve_from_data(explicit, [records]) == {**explicit, "force_uppercase": True, "decoder": "attention"}
+    assert resolve_from_data(explicit, [records]) == {**explicit, "force_uppercase": True, "decoder": "ctc"}
 
 
 def test_fixed_charset_longest_label_counts_only_labels_it_can_learn(records):
@@ -158,9 +158,13 @@ def test_no_record_is_an_error(tmp_path):
         resolve_from_data({}, [path])
 
 
-def test_labels_longer_than_a_line_of_words_train_the_ctc_head_alone(tmp_path):
+def test_a_new_model_trains_the_ctc_head_alone_unless_told_otherwise(tmp_path):
     short = write_records(str(tmp_path / "short.tfrecords"), [("word", (60, 30))] * 4)
     long = write_records(str(tmp_path / "long.tfrecords"), [("a line of text " * 3, (600, 30))] * 4)
-    assert resolve_from_data({}, [short])["decoder"] == "attention"
+    assert resolve_from_data({}, [short])["decoder"] == "ctc"
     assert resolve_from_data({}, [long])["decoder"] == "ctc"
-    assert resolve_from_data({"decoder": "attention"}, [long])["decoder"] == "attention"
+    assert resolve_from_data({"decoder": "auto"}, [short])["decoder"] == "ctc"
+    assert resolve_from_data({"decoder": "attention"}, [short])["decoder"] == "attention"
+    for flags in ({"attn_num_layers": 3}, {"use_gru": True}, {"target_embedding_size": 20}):  # the original aocr's
+        assert resolve_from_data(flags, [short])["decoder"] == "attention"
+    assert resolve_from_data({"attn_num_layers": 3, "decoder": "ctc"}, [short])["decoder"] == "ctc"

@@ -105,14 +105,14 @@ VARIANTS = {
     "gru": (["--use-gru"], lambda shapes, log: "decoder/layer1/gate_kernel" in shapes
             and "decoder/layer1/kernel" not in shapes),
     "3-layers": (["--attn-num-layers", "3"], lambda shapes, log: "decoder/layer3/kernel" in shapes),
-    "full-ascii": (["--full-ascii"], lambda shapes, log: shapes["decoder/embedding"][0] > 90),
+    "full-ascii": (["--full-ascii"], lambda shapes, log: shapes["ctc/bias"][0] > 90),
     "color": (["--color"], lambda shapes, log: shapes["cnn/conv1/weights"] == [3, 3, 3, 32]),
     "compact-cnn": ([], lambda shapes, log: shapes["cnn/conv7/weights"] == [2, 2, 128, 256]
                     and shapes["encoder/forward/kernel"] == [256 + 64, 4 * 64]),
     "original-cnn": (["--cnn", "original"], lambda shapes, log: shapes["cnn/conv7/weights"] == [2, 2, 512, 512]
                      and shapes["encoder/forward/kernel"] == [512 + 128, 4 * 128]),
     "adadelta": (["--optimizer", "adadelta", "--initial-learning-rate", "1.0"],
-                 lambda shapes, log: "decoder/embedding/Adadelta" in shapes and "adadelta at 1" in log),
+                 lambda shapes, log: "ctc/kernel/Adadelta" in shapes and "adadelta at 1" in log),
     "float32": (["--precision", "float32"], lambda shapes, log: "float32 convolutions" in log),
     "bfloat16": (["--precision", "bfloat16"], lambda shapes, log: "bfloat16 convolutions" in log),
 }

@@ -6,7 +6,9 @@ Each is under 1 MB on disk. The "bombs" declare an enormous image: complete, val
 pixel, 150 KB) and GIF (600 KB) files of 30000x30000, 900 million pixels each when decoded, and
 a JPEG whose header declares 65000x65000 followed by the data of 16x16. The others are odd but
 legitimate: an animated GIF of 10,000 frames, a 16-bit PNG, a CMYK JPEG, a PNG with an alpha
-channel and a JPEG whose EXIF orientation says "rotate 90 degrees".
+channel and a JPEG whose EXIF orientation says "rotate 90 degrees". Further builders make the
+headers that a server must refuse unsized (a WebP, PNGs whose ancillary chunks Pillow rejects, a PNG of
+many empty chunks) and a PNG of any declared size: benchmarks/hostile_server.py sends them all.
 """
 
 from __future__ import annotations
@@ -39,20 +41,44 @@ def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
 
 
+# Where a PNG's first chunk after IHDR goes: the 8-byte signature, then IHDR (length, type, 13 bytes, CRC).
+_IHDR_END = 8 + 12 + 13
+
+
+def _after_header(png: bytes, chunks: bytes) -> bytes:
+    """`png` with `chunks` (whole chunks) put right after its IHDR, before its image data."""
+    return png[:_IHDR_END] + chunks + png[_IHDR_END:]
+
+
 def png_with_a_broken_chunk(width: int = 20000, height: int = 20000) -> bytes:
     """A PNG bomb with a tEXt chunk whose CRC is wrong before its image data: Pillow refuses the header,
     where libpng only warns and decodes on."""
-    bomb = png_bomb(width, height)
-    ihdr_end = 8 + 12 + 13
     text = _png_chunk(b"tEXt", b"Comment\0broken")
-    return bomb[:ihdr_end] + text[:-4] + b"\0\0\0\0" + bomb[ihdr_end:]
+    return _after_header(png_bomb(width, height), text[:-4] + b"\0\0\0\0")
+
+
+def png_with_a_compressed_chunk(kind: bytes = b"zTXt", method: int = 1, inflated: int = 16,
+                                width: int = 20000, height: int = 20000) -> bytes:
+    """A PNG bomb with a zTXt or iCCP chunk before its image data whose compression method byte is `method`
+    (only 0, zlib, exists) and whose data inflate to `inflated` bytes. Pillow refuses the header for an unknown
+    method, or for text that inflates past its limit (1 MB); libpng skips such a chunk with a warning and
+    decodes on."""
+    keyword = b"Comment" if kind == b"zTXt" else b"ICC profile"
+    data = keyword + b"\0" + bytes([method]) + zlib.compress(b"\0" * inflated, 9)
+    return _after_header(png_bomb(width, height), _png_chunk(kind, data))
 
 
 def png_of_empty_chunks(count: int) -> bytes:
     """A small valid PNG with `count` empty ancillary chunks before its image data."""
-    plain = png_bomb(8, 8)
-    ihdr_end = 8 + 12 + 13
-    return plain[:ihdr_end] + _png_chunk(b"tEXt", b"") * count + plain[ihdr_end:]
+    return _after_header(png_bomb(8, 8), _png_chunk(b"tEXt", b"") * count)
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """About 70 bytes: a PNG whose header declares width x height 8-bit RGB pixels, and whose image data are a
+    few bytes that inflate to far fewer (a header check sizes it; a decoder finds it truncated)."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
+            + _png_chunk(b"IEND", b""))
 
 
 def webp_lossless_header(width: int = 16383, height: int = 16383) -> bytes:

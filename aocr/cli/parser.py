@@ -261,10 +261,10 @@ def _add_train(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="start from another model's weights (same shapes; characters the two charsets share keep "
                         "their rows), with a fresh step count")
     p.add_argument("--decoder", dest="model_decoder", choices=("auto", *defaults.MODEL_DECODERS), default=None,
-                   help="what a new model trains: 'attention' (the attention decoder, with a CTC head beside it; "
-                        "test, predict and export read with either or both), 'ctc' (the CTC head alone: no decoder "
-                        f"loop, much faster on long lines), or 'auto' (the default: 'ctc' for labels longer than "
-                        f"{defaults.LONG_LABEL} characters, else 'attention')")
+                   help="what a new model trains: 'ctc' (the CTC head alone: it learns fastest, on words and on "
+                        "long lines), 'attention' (the original aocr's attention decoder, with a CTC head beside "
+                        "it; test, predict and export read with either or both, and --lexicon needs it), or 'auto' "
+                        f"(the default: the resumed model's own, '{defaults.NEW_MODEL_DECODER}' for a new one)")
     p.add_argument("--augment", choices=defaults.AUGMENT_LEVELS, default=defaults.AUGMENT,
                    help="random distortions of the training images (rotation, shear, scale, blur, noise, "
                         "contrast); test, predict and export never augment (default: %(default)s)")

@@ -47,10 +47,13 @@ CNNS = ("compact", "original")
 CNN = "compact"
 
 # What a model trains (--decoder of aocr train): the attention decoder with a CTC head beside it, or the CTC head
-# alone; "auto" takes the CTC head alone for labels longer than LONG_LABEL characters, where the attention
-# decoder's one step per character makes each training step several times slower and its alignment slow to learn.
+# alone. A new model trains the CTC head alone unless told otherwise: on words, captchas and lines alike it
+# reaches a given accuracy in a fraction of the attention decoder's training time, which must first learn
+# where to look (benchmarks/RESULTS.md has the figures).
 MODEL_DECODERS = ("attention", "ctc")
-LONG_LABEL = 16
+NEW_MODEL_DECODER = "ctc"
+# ModelParams fields that shape the attention decoder alone: given to a new model, they choose it.
+ATTENTION_DECODER_FIELDS = ("attn_num_layers", "use_gru", "target_embedding_size")
 # How test, predict and export read (--decoder): "joint" rescores the attention beam with the CTC head.
 DECODERS = ("attention", "ctc", "joint")
 
@@ -61,10 +64,13 @@ SERVE_HOST = "127.0.0.1"
 SERVE_PORT = 8501
 SERVE_MODEL_NAME = "aocr"
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
-# What one request to aocr serve may ask for: images, and pixels declared by their headers all together
-# (decoding costs some 16 bytes a pixel, so the pixel budget bounds what a request can make the server hold).
+# What one request to aocr serve may ask for: images, and pixels declared by their headers, for each image and
+# for all of them together; a batch gathered from several requests keeps to the same pixel budget. Decoding and
+# resizing hold several copies of an image (bytes, then floats), so the budget bounds what a request can make
+# the server hold. Ten megapixels (3872x2582) is far more than a line of text needs; a larger photo is refused
+# with a message, and a client should scale it down or crop the text first.
 MAX_REQUEST_IMAGES = 1024
-MAX_REQUEST_PIXELS = 100_000_000
+MAX_REQUEST_PIXELS = 10_000_000
 
 # Training-time augmentation of the decoded images (aocr.data.augment); test, predict and export never augment.
 AUGMENT_LEVELS = ("none", "light", "strong")

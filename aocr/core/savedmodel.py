@@ -13,6 +13,8 @@ Kept apart from the model and the export verb so that serving needs only TensorF
                                  padding); outputs "output" and "probability" as serving_default
     tensor "beam_width:0":       the beam width the graph decodes with (int32; absent: 1, greedy)
     tensor "decoding:0":         the head that reads, "attention", "ctc" or "joint" (string; absent: attention)
+    tensor "format_version:0":   EXPORT_FORMAT_VERSION when it was written (int32; absent: 1). A newer format
+                                 than this module knows is refused with a message; older ones read as above.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ PROBABILITIES_KEY = "probabilities"
 CHAR_PROBABILITIES_KEY = "char_probabilities"
 BEAM_WIDTH_NAME = "beam_width"
 DECODER_NAME = "decoding"  # not "decoder", the attention decoder's variable scope
+FORMAT_VERSION_NAME = "format_version"
+# 1: exports without the tensor (some without beam_width:0 or decoding:0 either); 2: format_version:0 added.
+EXPORT_FORMAT_VERSION = 2
 PIXELS_SIGNATURE = "pixels"
 IMAGES_KEY = "images"
 WIDTHS_KEY = "widths"
@@ -109,9 +114,22 @@ class Loaded:
             return "attention"
         return self.session.run(tensor).decode("utf-8")
 
+    @property
+    def format_version(self) -> int:
+        """The export's format (EXPORT_FORMAT_VERSION when it was written); 1 for one made before it was stored."""
+        return _stored_format(self.session.graph, self.session)
+
     def close(self) -> None:
         """Release the session."""
         self.session.close()
+
+
+def _stored_format(graph: tf.Graph, session: tf1.Session) -> int:
+    try:
+        tensor = graph.get_tensor_by_name(f"{FORMAT_VERSION_NAME}:0")
+    except KeyError:
+        return 1
+    return int(session.run(tensor))
 
 
 def load(path: str, config: tf1.ConfigProto | None = None) -> Loaded:
@@ -134,11 +152,18 @@ def load(path: str, config: tf1.ConfigProto | None = None) -> Loaded:
         session.close()
         raise AocrError(f"{path}: has no '{SIGNATURE}' signature with an '{INPUT_KEY}' input; "
                         "export it with `aocr export`")
+    version = _stored_format(graph, session)
+    if version > EXPORT_FORMAT_VERSION:
+        session.close()
+        raise AocrError(f"{path}: exported by a newer aocr (format {version}; this one reads formats up to "
+                        f"{EXPORT_FORMAT_VERSION}): upgrade with `pip install --upgrade aocr`, or export the model "
+                        "again with this aocr")
     return Loaded(path, with_constant_weights(session, _kept_names(meta, graph), config), meta, signature)
 
 
 def _kept_names(meta: Any, graph: tf.Graph) -> list[str]:
     """Every signature's outputs, and the beam width and decoder where the graph stores them."""
     names = [info.name for signature in meta.signature_def.values() for info in signature.outputs.values()]
-    stored = [op.name for op in graph.get_operations() if op.name in (BEAM_WIDTH_NAME, DECODER_NAME)]
+    stored = [op.name for op in graph.get_operations()
+              if op.name in (BEAM_WIDTH_NAME, DECODER_NAME, FORMAT_VERSION_NAME)]
     return names + stored

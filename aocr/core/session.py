@@ -53,7 +53,7 @@ def choose_checkpoint(model_dir: str, which: str = "best") -> str:
     """The checkpoint `--checkpoint which` names: "best" (the best validated one training kept, else the
     latest), "latest", or a checkpoint path (a prefix such as DIR/model.ckpt-1000, or a directory)."""
     if which in ("best", "latest"):
-        best = tf.train.latest_checkpoint(best_dir(model_dir)) if which == "best" else None
+        best = best_checkpoint(model_dir) if which == "best" else None
         if best:
             log.info("using the best validated checkpoint, %s (--checkpoint latest for the newest)", best)
             return best
@@ -61,7 +61,9 @@ def choose_checkpoint(model_dir: str, which: str = "best") -> str:
         log.info("using the latest checkpoint, %s%s", path,
                  " (training kept no validated best)" if which == "best" else "")
         return path
-    path = tf.train.latest_checkpoint(which) if tf.io.gfile.isdir(which) else which
+    path = which
+    if not tf.io.gfile.exists(which + ".index") and tf.io.gfile.isdir(which):
+        path = tf.train.latest_checkpoint(which)
     if not path or not tf.io.gfile.exists(path + ".index"):
         raise AocrError(f"--checkpoint {which}: no checkpoint there; pass best, latest, or a path such as "
                         f"{join(model_dir, 'model.ckpt-1000')}")
@@ -69,16 +71,33 @@ def choose_checkpoint(model_dir: str, which: str = "best") -> str:
     return path
 
 
+def _best_record(model_dir: str) -> dict:
+    """best.json's fields ({} when there is none or it does not parse)."""
+    path = join(best_dir(model_dir), BEST_SCORE_FILE)
+    if not model_dir or not tf.io.gfile.exists(path):
+        return {}
+    try:
+        record = json.loads(read_bytes(path).decode("utf-8"))
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def best_checkpoint(model_dir: str) -> str | None:
+    """The best checkpoint training kept: the one best.json names when its files are there (best.json is
+    written after them and before the `checkpoint` file points at them, so it is what commits a new best),
+    else the one BEST_DIR's `checkpoint` file names; None when training kept none."""
+    step = _best_record(model_dir).get("step")
+    named = join(best_dir(model_dir), f"model.ckpt-{step}")
+    if isinstance(step, int) and tf.io.gfile.exists(named + ".index"):
+        return named
+    return tf.train.latest_checkpoint(best_dir(model_dir))
+
+
 def validated_decoder(model_dir: str) -> str | None:
     """The reading (aocr.core.defaults.DECODERS) that scored best when training last kept a best checkpoint;
     None when it kept none, or before the readings were compared."""
-    path = join(best_dir(model_dir), BEST_SCORE_FILE)
-    if not model_dir or not tf.io.gfile.exists(path):
-        return None
-    try:
-        decoder = json.loads(read_bytes(path).decode("utf-8")).get("decoder")
-    except (ValueError, AttributeError):
-        return None
+    decoder = _best_record(model_dir).get("decoder")
     return decoder if decoder in defaults.DECODERS else None
 
 
@@ -115,6 +134,9 @@ def restore(session: tf1.Session, saver: tf1.train.Saver, checkpoint: str) -> No
         first_line = first_line_of(e.message or str(e))
         raise AocrError(f"{checkpoint} does not match this model ({first_line}); "
                         "was it trained with other shape flags?") from None
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+        raise AocrError(f"{checkpoint} is damaged ({first_line_of(e.message or str(e))}); pass --checkpoint with "
+                        "another one (best, latest or a path)") from None
 
 
 def with_constant_weights(session: tf1.Session, fetch_names: Iterable[str],

@@ -23,6 +23,7 @@ from aocr.core import defaults
 from aocr.core.charset import Charset, charset_from_text, find_bad_char, normalize_label, uppercase_by_default
 from aocr.core.errors import AocrError
 from aocr.core.images import BadImage, image_size
+from aocr.core.params import FLAG_OF
 from aocr.data.annotations import read_utf8
 from aocr.data.records import iter_records
 
@@ -210,6 +211,16 @@ def _auto_charset(survey: Survey, files: list[str]) -> str:
     return "".join(sorted(survey.chars))
 
 
+def _new_model_decoder(explicit: dict[str, Any]) -> tuple[str, str]:
+    """(the heads of a new model whose --decoder is auto, why): the attention decoder where a flag that only
+    shapes it was given (a script written for the original aocr), else defaults.NEW_MODEL_DECODER."""
+    shaping = [FLAG_OF[field] for field in defaults.ATTENTION_DECODER_FIELDS if field in explicit]
+    if shaping:
+        return "attention", f"{' and '.join(shaping)} shape the attention decoder, trained with a CTC head beside it"
+    return defaults.NEW_MODEL_DECODER, "the CTC head alone, which learns fastest; --decoder attention adds the " + \
+        "attention decoder"
+
+
 def resolve_from_data(explicit: dict[str, Any], files: list[str]) -> dict[str, Any]:
     """A copy of `explicit` (the fields the user gave) with charset, max_width, max_height and
     max_prediction concrete: absent or 'auto' ones from a scan of the training TFRecords
@@ -244,9 +255,8 @@ def resolve_from_data(explicit: dict[str, Any], files: list[str]) -> dict[str, A
         resolved["max_prediction"] = max(1, len(survey.longest))
         chosen.append(f"--max-prediction {resolved['max_prediction']} (the longest label: {survey.longest!r})")
     if is_auto(explicit.get("decoder")):
-        resolved["decoder"] = "ctc" if resolved["max_prediction"] > defaults.LONG_LABEL else "attention"
-        chosen.append(f"--decoder {resolved['decoder']} (the CTC head alone for labels longer than "
-                      f"{defaults.LONG_LABEL} characters)")
+        resolved["decoder"], why = _new_model_decoder(explicit)
+        chosen.append(f"--decoder {resolved['decoder']} ({why})")
     if need_sizes:
         shape = choose_shape(survey.sizes, None if is_auto(width) else width, None if is_auto(height) else height)
         resolved["max_width"], resolved["max_height"] = shape.max_width, shape.max_height

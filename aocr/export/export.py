@@ -15,12 +15,13 @@ import tensorflow as tf
 from aocr.core import defaults
 from aocr.core import params as model_params
 from aocr.core.errors import AocrError
-from aocr.core.files import atomic_output, join, temp_path_beside
+from aocr.core.files import atomic_output, join, link_or_copy, sync_entries, sync_to_disk, temp_path_beside
 from aocr.core.params import GREEDY, Decoding, ModelParams
 from aocr.core.savedmodel import (
     BEAM_WIDTH_NAME,
     CHAR_PROBABILITIES_KEY,
     DECODER_NAME,
+    FORMAT_VERSION_NAME,
     IMAGES_KEY,
     INPUT_KEY,
     N_BEST_SIGNATURE,
@@ -103,15 +104,11 @@ def export_savedmodel(checkpoint: str, params: ModelParams, export_dir: str, ver
     target = version_path(export_dir, version)
     if tf.io.gfile.exists(target) and not force:
         raise AocrError(f"{target} exists; pass --force to replace it, or --version N for another version")
-    # Locally the version is built beside its final name and renamed into place, so TF Serving
-    # never sees half a version. Object stores (gs://) and ram:// cannot rename a directory
-    # with its files: there it is built in place and removed if it fails its check.
-    in_place = "://" in export_dir
-    build_dir = target if in_place else temp_path_beside(target)
-    if in_place and tf.io.gfile.exists(target):
-        tf.io.gfile.rmtree(target)
+    # The version is built beside its final name (a name TF Serving does not load) and checked there, so a
+    # failed export leaves the old version as it was. Locally it is then renamed into place; object stores
+    # (gs://) and ram:// cannot rename a directory, so there its files are copied over the old ones.
+    build_dir = temp_path_beside(target)
     session, tensors = _frozen_session(checkpoint, params, decoding)
-    done = False
     try:
         with session:
             builder = tf1.saved_model.Builder(build_dir)
@@ -120,13 +117,33 @@ def export_savedmodel(checkpoint: str, params: ModelParams, export_dir: str, ver
                 clear_devices=True, strip_default_attrs=True)
             builder.save()
         check_savedmodel(build_dir, params, decoding)
-        if not in_place:
+        if "://" in export_dir:
+            copy_directory_over(build_dir, target)
+        else:
+            sync_to_disk(build_dir)
             replace_directory(build_dir, target)
-        done = True
+            sync_entries(export_dir)
     finally:
-        if not done and tf.io.gfile.exists(build_dir):
+        if tf.io.gfile.exists(build_dir):
             tf.io.gfile.rmtree(build_dir)
     return target
+
+
+def copy_directory_over(new: str, target: str) -> None:
+    """Make `target` hold the files of the directory `new` on a file system without directory renames: each file
+    replaces its old namesake whole (aocr.core.files.link_or_copy), then the old files `new` lacks go."""
+    copied = set()
+    for directory, _, names in tf.io.gfile.walk(new):
+        relative = directory[len(new):].lstrip("/")
+        tf.io.gfile.makedirs(join(target, relative))
+        for name in names:
+            link_or_copy(join(directory, name), join(target, relative, name))
+            copied.add(join(relative, name))
+    for directory, _, names in tf.io.gfile.walk(target):
+        relative = directory[len(target):].lstrip("/")
+        for name in names:
+            if join(relative, name) not in copied:
+                tf.io.gfile.remove(join(directory, name))
 
 
 def replace_directory(new: str, target: str) -> None:
@@ -186,7 +203,8 @@ def export_frozen_graph(checkpoint: str, params: ModelParams, export_dir: str, f
     session, _ = _frozen_session(checkpoint, params, decoding)
     with session:
         graph_def = tf1.graph_util.convert_variables_to_constants(
-            session, session.graph.as_graph_def(), [TEXT_NAME, PROBABILITY_NAME, BEAM_WIDTH_NAME, DECODER_NAME])
+            session, session.graph.as_graph_def(),
+            [TEXT_NAME, PROBABILITY_NAME, BEAM_WIDTH_NAME, DECODER_NAME, FORMAT_VERSION_NAME])
     for node in graph_def.node:
         node.device = ""
     with atomic_output(target) as temp:

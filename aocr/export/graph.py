@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from aocr.core.params import GREEDY, Decoding, ModelParams
-from aocr.core.savedmodel import BEAM_WIDTH_NAME, DECODER_NAME
+from aocr.core.savedmodel import BEAM_WIDTH_NAME, DECODER_NAME, EXPORT_FORMAT_VERSION, FORMAT_VERSION_NAME
 from aocr.data.preprocess import preprocess_batch
 from aocr.model.lexicon import decoding_lexicon
 from aocr.model.model import recognize_pixels
@@ -61,6 +61,7 @@ def build_serving_graph(params: ModelParams, decoding: Decoding = GREEDY) -> Ser
     best = recognition.candidates
     per_candidate = tf.concat([shape, [decoding.n_best]], axis=0)
     per_character = tf.concat([per_candidate, [params.decoder_steps]], axis=0)
+    tf.constant(EXPORT_FORMAT_VERSION, tf.int32, name=FORMAT_VERSION_NAME)  # found by name (aocr.core.savedmodel)
     return ServingTensors(image_bytes, text, probability, tf.reshape(best.texts, per_candidate),
                           tf.reshape(best.probabilities, per_candidate),
                           tf.reshape(best.char_probabilities, per_character),

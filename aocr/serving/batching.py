@@ -4,7 +4,9 @@ Each request's images join a queue as one task (a request larger than `max_batch
 tasks). There are no batch threads of their own: while a request waits, and one of `num_batch_threads`
 batch slots is free, its own thread takes the queued tasks (oldest first, up to `max_batch_size` images),
 runs them in one session run and hands each task its rows of the outputs. A batch starts once it is
-full, or once `timeout_s` has passed since its first task was queued, as in TF Serving.
+full, or once `timeout_s` has passed since its first task was queued, as in TF Serving. A batch also
+holds at most `max_batch_pixels` pixels as the images' headers declare them (but always one task), so
+that requests each within their own limit cannot add up to a batch that decodes gigabytes.
 
 With no `timeout_s` (the default) the wait adapts: a batch waits for as many requests as there were in
 the server when the previous batch ended (its own and those queued then), from the moment a slot takes
@@ -30,11 +32,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from aocr.core import defaults
+from aocr.core.images import ImageHeader
 from aocr.serving.status import Code, ServingError
 
 log = logging.getLogger("aocr")
 
 Outputs = dict[str, np.ndarray]
+Headers = list[ImageHeader | None]  # per image; None where the size is not known (it counts no pixels)
 
 
 ADAPTIVE_WAIT_CAP_S = 0.025
@@ -48,20 +53,26 @@ class BatchOptions:
     timeout_s: float | None = None  # batch_timeout_micros / 1e6; None: the adaptive wait
     num_batch_threads: int = 1
     max_enqueued_images: int = 4096  # max_enqueued_batches * max_batch_size
+    max_batch_pixels: int = defaults.MAX_REQUEST_PIXELS
 
 
 @dataclass
 class _Task:
     images: np.ndarray  # [n] image bytes, 1 <= n <= max_batch_size
+    headers: Headers
     enqueued: float = field(default_factory=time.monotonic)
     future: Future = field(default_factory=Future)
     queued: bool = True
+
+    @property
+    def pixels(self) -> int:
+        return sum(header.pixels for header in self.headers if header is not None)
 
 
 class Batcher:
     """Runs `run` on batches formed from concurrent `submit` calls, on the submitting threads."""
 
-    def __init__(self, run: Callable[[np.ndarray], Outputs], options: BatchOptions, name: str = "") -> None:
+    def __init__(self, run: Callable[[np.ndarray, Headers], Outputs], options: BatchOptions, name: str = "") -> None:
         self.options = options
         self.name = name
         self._run = run
@@ -73,10 +84,13 @@ class Batcher:
         self._last_run_s = 0.0
         self._lock = threading.Condition()
 
-    def submit(self, images: np.ndarray, timeout: float) -> Outputs:
-        """Outputs for `images` ([N] bytes, N >= 1), waiting at most `timeout` seconds."""
+    def submit(self, images: np.ndarray, timeout: float, headers: Headers | None = None) -> Outputs:
+        """Outputs for `images` ([N] bytes, N >= 1), waiting at most `timeout` seconds; `headers`: the N
+        images' headers, which `run` is given with them."""
         size = self.options.max_batch_size
-        tasks = [_Task(images[start:start + size]) for start in range(0, len(images), size)]
+        headers = headers if headers is not None else [None] * len(images)
+        tasks = [_Task(images[start:start + size], headers[start:start + size])
+                 for start in range(0, len(images), size)]
         with self._lock:
             if self._closing:
                 raise ServingError(Code.UNAVAILABLE, "The server is shutting down")
@@ -161,14 +175,15 @@ class Batcher:
             if remaining <= 0:
                 break
             self._lock.wait(remaining)
-        batch, size = [], 0
-        while self._queue and size + len(self._queue[0].images) <= options.max_batch_size:
+        batch, size, pixels = [], 0, 0
+        while self._queue and size + len(self._queue[0].images) <= options.max_batch_size and (
+                not batch or pixels + self._queue[0].pixels <= options.max_batch_pixels):
             task = self._queue.popleft()
             task.queued = False
             self._queued_images -= len(task.images)
             if task.future.set_running_or_notify_cancel():
                 batch.append(task)
-                size += len(task.images)
+                size, pixels = size + len(task.images), pixels + task.pixels
         return batch
 
     def _execute(self, batch: list[_Task]) -> None:
@@ -178,7 +193,7 @@ class Batcher:
         log.debug("batch%s: %d images from %d requests", self.name, len(images), len(batch))
         started = time.monotonic()
         try:
-            outputs = self._run(images)
+            outputs = self._run(images, [header for task in batch for header in task.headers])
         except ServingError as e:
             if len(batch) > 1 and e.code == Code.INVALID_ARGUMENT:  # find the bad request: each on its own
                 for task in batch:

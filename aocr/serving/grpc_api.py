@@ -198,10 +198,14 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 def start(servable: Servable, host: str, port: int, max_message_bytes: int, threads: int,
           default_timeout: float, traffic: Traffic) -> grpc.Server:
-    """A started gRPC server with both services on host:port; a port in use is an AocrError."""
+    """A started gRPC server with both services on host:port; a port in use is an AocrError.
+
+    At most `threads` RPCs run and as many wait for a thread; gRPC answers the ones beyond with
+    RESOURCE_EXHAUSTED at once, so waiting requests (each up to max_message_bytes) cannot pile up."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="grpc"),
                          options=[("grpc.max_receive_message_length", max_message_bytes),
-                                  ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
+                                  ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)],
+                         maximum_concurrent_rpcs=2 * threads)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(servable, default_timeout, traffic), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(servable, traffic), server)

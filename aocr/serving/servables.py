@@ -24,9 +24,9 @@ from PIL import Image
 
 from aocr.core import defaults, savedmodel
 from aocr.core.errors import AocrError
-from aocr.core.images import BadImage, check_served_image
+from aocr.core.images import BadImage, ImageHeader, check_served_image
 from aocr.core.precision import enable_bfloat16_rewrite
-from aocr.serving.batching import Batcher, BatchOptions
+from aocr.serving.batching import Batcher, BatchOptions, Headers
 from aocr.serving.shards import Shards, cpu_shards, one_thread_per_op
 from aocr.serving.status import Code, ServingError, invalid, not_found
 
@@ -45,26 +45,29 @@ def session_message(error: tf.errors.OpError) -> str:
     return NODE_NOTE.sub("", "\n".join(lines)).strip() or type(error).__name__
 
 
-def check_request_images(images: np.ndarray) -> None:
-    """Refuse a request's images before anything decodes them: INVALID_ARGUMENT for an element that is not
-    bytes, or whose size cannot be read from its header, or that declares more than MAX_IMAGE_PIXELS;
-    RESOURCE_EXHAUSTED for more than MAX_REQUEST_IMAGES images or MAX_REQUEST_PIXELS pixels in all."""
+def check_request_images(images: np.ndarray) -> list[ImageHeader]:
+    """The headers of a request's images (in the order of images.reshape(-1)), read before anything decodes
+    them; INVALID_ARGUMENT for an element that is not bytes, or whose size cannot be read from its header, or
+    that declares more than MAX_REQUEST_PIXELS; RESOURCE_EXHAUSTED for more than MAX_REQUEST_IMAGES images or
+    MAX_REQUEST_PIXELS pixels in all."""
     flat = images.reshape(-1)
     if flat.size > defaults.MAX_REQUEST_IMAGES:
         raise ServingError(Code.RESOURCE_EXHAUSTED, f"{flat.size} images in one request, over the limit of "
                            f"{defaults.MAX_REQUEST_IMAGES}; send them in several requests")
-    pixels = 0
+    pixels, headers = 0, []
     for index, data in enumerate(flat):
         if not isinstance(data, bytes | np.bytes_):
             raise invalid(f"image {index} is not a string of bytes")
         try:
-            pixels += check_served_image(bytes(data)).pixels
+            headers.append(check_served_image(bytes(data), defaults.MAX_REQUEST_PIXELS))
         except BadImage as e:
             raise invalid(f"image {index}: {e}") from None
+        pixels += headers[-1].pixels
         if pixels > defaults.MAX_REQUEST_PIXELS:
             raise ServingError(Code.RESOURCE_EXHAUSTED, f"the request's first {index + 1} images declare "
                                f"{pixels / 1e6:.1f} megapixels in all, over the limit of "
                                f"{defaults.MAX_REQUEST_PIXELS / 1e6:g}; send them in several requests")
+    return headers
 
 
 def require_image_bytes(signature: Any, key: str) -> None:
@@ -90,8 +93,11 @@ class Version:
         """The `serving_default` SignatureDef."""
         return self.model.signature
 
-    def run(self, images: np.ndarray, signature_key: str = savedmodel.SIGNATURE) -> dict[str, np.ndarray]:
-        """All outputs of a signature for `images` (bytes, any shape the graph takes), in one session run per shard."""
+    def run(self, images: np.ndarray, signature_key: str = savedmodel.SIGNATURE,
+            headers: Headers | None = None) -> dict[str, np.ndarray]:
+        """All outputs of a signature for `images` (bytes, any shape the graph takes), in one session run per shard.
+        headers: the images' headers in the order of images.reshape(-1), where check_request_images read them."""
+        headers = check_request_images(images) if headers is None else headers
         outputs = self.model.signature_outputs(signature_key)  # every signature reads the one image input
 
         def run_shard(shard: np.ndarray) -> dict[str, np.ndarray]:
@@ -100,7 +106,12 @@ class Version:
             except tf.errors.OpError as e:
                 raise ServingError(Code(e.error_code), session_message(e)) from None
 
-        return self.shards.run(run_shard, images)
+        aspects = [header.width / max(header.height, 1) if header else 0.0 for header in headers]
+        return self.shards.run(run_shard, images, aspects)
+
+    def run_batch(self, images: np.ndarray, headers: Headers) -> dict[str, np.ndarray]:
+        """`serving_default`'s outputs for a batch of images ([N] bytes) and their headers (aocr.serving.batching)."""
+        return self.run(images, headers=headers)
 
     def predict(self, images: np.ndarray, timeout: float,
                 signature_key: str = savedmodel.SIGNATURE) -> dict[str, np.ndarray]:
@@ -110,12 +121,12 @@ class Version:
         Every image is sized from its header before anything decodes it (check_request_images), so a
         small hostile request cannot make the server allocate gigabytes.
         """
-        check_request_images(images)
+        headers = check_request_images(images)
         if self.batcher is None or signature_key != savedmodel.SIGNATURE or images.ndim > 1 or images.size == 0:
-            return self.run(images, signature_key)
+            return self.run(images, signature_key, headers)
         if images.ndim == 0:
-            return {key: value[0] for key, value in self.batcher.submit(images.reshape(1), timeout).items()}
-        return self.batcher.submit(images, timeout)
+            return {key: value[0] for key, value in self.batcher.submit(images.reshape(1), timeout, headers).items()}
+        return self.batcher.submit(images, timeout, headers)
 
     def warm_up(self) -> None:
         """Run each signature aocr serve answers once, on a blank image: the first run of a signature pays
@@ -131,10 +142,13 @@ class Version:
                     log.warning("version %d: warming up %s failed (%s)", self.number, key, e.message)
 
     def close(self, timeout: float) -> None:
-        """Answer what is queued (within `timeout` seconds), then release the session."""
+        """Answer what is queued and let running shards finish (within `timeout` seconds in all), then release
+        the session."""
+        deadline = time.monotonic() + timeout
         if self.batcher is not None:
             self.batcher.close(timeout)
-        self.shards.close()
+        if not self.shards.close(max(0.0, deadline - time.monotonic())):
+            log.warning("version %d: a batch still runs after %.0f s; closing anyway", self.number, timeout)
         self.model.close()
 
 
@@ -228,7 +242,7 @@ def load_servable(export_dir: str, name: str, version: int | None, labels: dict[
             loaded[number] = Version(number, model, Shards(shards))
             loaded[number].warm_up()
             if batching is not None:
-                loaded[number].batcher = Batcher(loaded[number].run, batching, f" v{number}")
+                loaded[number].batcher = Batcher(loaded[number].run_batch, batching, f" v{number}")
     except BaseException:
         for done in loaded.values():
             done.close(timeout=1.0)

@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 import weakref
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,8 @@ DEFAULT_GRPC_PORT = 8500  # as tensorflow_model_server's --port
 MAX_ENQUEUED_IMAGES = 4096  # images waiting for a batch; more are refused with UNAVAILABLE (HTTP 503)
 ARRIVAL_TIMEOUT_S = 60.0  # longest a request (headers and body) may take to arrive; then its connection is closed
 IDLE_TIMEOUT_S = 15.0  # longest a connection may stay open without a request (before one or between two)
+CONNECTION_LIMIT = 500  # open REST connections; waitress accepts no more until one closes
+BUSY_IDLE_TIMEOUT_S = 1.0  # the idle limit once over half of CONNECTION_LIMIT are open
 
 
 @dataclass(frozen=True)
@@ -73,15 +76,18 @@ class SlowArrivals:
     """Closes a connection whose request has been arriving for more than `limit` seconds.
 
     Waitress reads a request on its event loop and gives it to a worker only once it is complete, so a
-    client that sends its body slowly holds no worker; but it holds a connection (waitress accepts 100),
+    client that sends its body slowly holds no worker; but it holds a connection (of CONNECTION_LIMIT),
     and waitress's own idle timeout (120 s) starts again with every byte: a client that trickles a byte
     a minute would hold one for ever. A connection that sends nothing at all is closed after `idle_limit`,
-    so that idle connections cannot fill waitress's limit for two minutes either. Checked on the event
-    loop's thread, at most once a second.
+    or after `busy_idle_limit` once more than half of `connections` are open, so that idle connections
+    cannot fill waitress's limit either. Checked on the event loop's thread, at most once a second; the
+    closed connections are logged as one line a check.
     """
 
-    def __init__(self, limit: float, idle_limit: float) -> None:
+    def __init__(self, limit: float, idle_limit: float, connections: int = CONNECTION_LIMIT,
+                 busy_idle_limit: float = BUSY_IDLE_TIMEOUT_S) -> None:
         self.limit, self.idle_limit = limit, idle_limit
+        self.connections, self.busy_idle_limit = connections, busy_idle_limit
         # a partial request, or an idle connection (no request begun) -> when it was first seen so
         self.first_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.checked = 0.0
@@ -92,19 +98,23 @@ class SlowArrivals:
         self.checked = now
         from waitress.channel import HTTPChannel
 
-        for channel in channels:
-            if not isinstance(channel, HTTPChannel) or channel.will_close or channel.requests:  # closing, answering
+        open_channels = [channel for channel in channels if isinstance(channel, HTTPChannel)]
+        idle_limit = self.busy_idle_limit if len(open_channels) > self.connections // 2 else self.idle_limit
+        closed: Counter[str] = Counter()
+        for channel in open_channels:
+            if channel.will_close or channel.requests:  # closing, or answering
                 self.first_seen.pop(channel, None)
                 continue
             request = getattr(channel, "request", None)
             if request is not None:
                 self.first_seen.pop(channel, None)
-            key, limit = (request, self.limit) if request is not None else (channel, self.idle_limit)
+            key, limit = (request, self.limit) if request is not None else (channel, idle_limit)
             if now - self.first_seen.setdefault(key, now) > limit:
-                log.warning("closed a connection from %s: %s", channel.addr[0] if channel.addr else "?",
-                            f"its request took over {limit:.0f} s to arrive" if request is not None
-                            else f"it sent nothing for {limit:.0f} s")
+                closed[f"its request took over {limit:.0f} s to arrive" if request is not None
+                       else f"it sent nothing for {limit:.0f} s"] += 1
                 channel.will_close = True  # the loop closes it on its next turn
+        for reason, count in closed.items():
+            log.warning("closed %s: %s", "a connection" if count == 1 else f"{count} connections", reason)
 
 
 def serve_rest_until(server: object, stopping: threading.Event) -> None:
@@ -148,7 +158,8 @@ def start_rest(servable: Servable, options: ServeOptions, threads: int, traffic:
     app = App(servable, options.max_request_bytes, REQUEST_TIMEOUT_S, traffic)
     try:
         return create_server(app, host=options.host, port=options.port, threads=threads,
-                             max_request_body_size=options.max_request_bytes + 1024)
+                             max_request_body_size=options.max_request_bytes + 1024,
+                             connection_limit=CONNECTION_LIMIT)
     except OSError as e:
         raise AocrError(f"cannot listen on {options.host}:{options.port} ({e.strerror}); "
                         "pick another --port") from None

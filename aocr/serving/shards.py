@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-
-from aocr.core.images import scaled_width
 
 Outputs = dict[str, np.ndarray]
 
@@ -65,19 +63,24 @@ class Shards:
     def __init__(self, count: int) -> None:
         self.count = count
         self._pool = ThreadPoolExecutor(count - 1, thread_name_prefix="aocr-shard") if count > 1 else None
+        self._in_flight: set[Future] = set()
 
-    def run(self, run: Callable[[np.ndarray], Outputs], images: np.ndarray) -> Outputs:
+    def run(self, run: Callable[[np.ndarray], Outputs], images: np.ndarray, aspects: Sequence[float]) -> Outputs:
         """run(images), as one call for a lone image or one shard; otherwise as shards of similar widths.
 
-        images: object [N] of encoded image bytes (another rank runs whole). Every output must have
+        images: object [N] of encoded image bytes (another rank runs whole); aspects: [N] their headers'
+        width / height, by which shards are cut (images of one shard are padded to its widest). Every output must have
         the images along its first axis. If a shard fails, the others finish, then its error is raised.
         """
         count = min(self.count, len(images)) if images.ndim == 1 else 1
         if count <= 1 or self._pool is None:
             return run(images)
-        order = np.argsort([scaled_width(bytes(image)) for image in images], kind="stable")
+        order = np.argsort(aspects, kind="stable")
         parts = np.array_split(order, count)
         pending = [self._pool.submit(run, images[part]) for part in parts[1:]]
+        for future in pending:
+            self._in_flight.add(future)
+            future.add_done_callback(self._in_flight.discard)
         try:
             first = run(images[parts[0]])
         finally:  # a failed shard's error waits for the others to be done with the session
@@ -86,7 +89,11 @@ class Shards:
         in_input_order = np.argsort(order, kind="stable")
         return {key: np.concatenate([result[key] for result in results])[in_input_order] for key in results[0]}
 
-    def close(self) -> None:
-        """Wait for running shards and stop the threads."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+    def close(self, timeout: float) -> bool:
+        """Stop the threads once the running shards are done, waiting at most `timeout` seconds for them;
+        returns whether they were all done."""
+        if self._pool is None:
+            return True
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        _, running = wait(list(self._in_flight), timeout=timeout)
+        return not running

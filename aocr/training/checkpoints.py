@@ -141,18 +141,23 @@ class Checkpointer:
             return
         self.best = BestScore(step, accuracy.word_accuracy, accuracy.character_accuracy, decoder)
         directory = best_dir(self.model_dir)
-        keep_checkpoint(path, directory)
+        kept = link_checkpoint(path, directory)
         write_bytes_atomic(join(directory, BEST_SCORE_FILE), json.dumps(self.best.__dict__).encode("utf-8"))
+        point_at_checkpoint(kept, directory)
         log.info("step %d is the best so far (read by %s): kept in %s", step, decoder, directory)
 
 
-def keep_checkpoint(path: str, directory: str) -> None:
-    """Make the checkpoint saved at `path` the only one of `directory`, by linking its files there (aocr.core.files.
-    link_or_copy: the session is not saved twice), then pointing the directory's `checkpoint` file at it."""
+def link_checkpoint(path: str, directory: str) -> str:
+    """The files of the checkpoint saved at `path` linked into `directory` (aocr.core.files.link_or_copy: the
+    session is not saved twice); returns the checkpoint's path there."""
     tf.io.gfile.makedirs(directory)
-    kept = join(directory, basename(path))
     for source in tf.io.gfile.glob(f"{path}.*"):
         link_or_copy(source, join(directory, basename(source)))
+    return join(directory, basename(path))
+
+
+def point_at_checkpoint(kept: str, directory: str) -> None:
+    """Make the checkpoint `kept` the only one of `directory`: its `checkpoint` file names it, the others go."""
     tf1.train.update_checkpoint_state(directory, kept, all_model_checkpoint_paths=[kept])
     for old in tf.io.gfile.glob(join(directory, "model.ckpt-*")):
         if not old.startswith(f"{kept}."):

@@ -74,13 +74,24 @@ def start_barrier(cluster: ClusterTask) -> tuple[tf.Operation, tf.Tensor]:
 
 def wait_for_trainers(session: tf1.Session, barrier: tuple[tf.Operation, tf.Tensor], count: int,
                       timeout: float) -> None:
+    """Arrive at the start barrier and wait until all `count` trainers have; a trainer restarted after the
+    cluster started finds the barrier full and goes on at once. At most `timeout` seconds."""
     arrive, arrived = barrier
-    session.run(arrive)
     deadline = time.monotonic() + timeout
-    while session.run(arrived) < count:
+    joined = False
+    while True:
+        if session.run(arrived) >= count:
+            return
+        if not joined:
+            try:  # bounded: the queue holds one token per trainer, so a full one would block for good
+                session.run(arrive, options=tf1.RunOptions(timeout_in_ms=1000))
+                joined = True
+            except tf.errors.DeadlineExceededError:
+                pass
         if time.monotonic() > deadline:
             raise AocrError(f"not every trainer of the cluster started within {timeout:g} s (--step-timeout)")
-        time.sleep(0.2)
+        if joined:
+            time.sleep(0.2)
 
 
 def answers(address: str, timeout: float = 1.0) -> bool:
