@@ -68,8 +68,9 @@ WAITRESS_SLACK = 1024  # aocr serve lets waitress read bodies up to the limit + 
 PROBABILITY_TOLERANCE = 1e-5  # relative: a batch may round differently from a request alone; a mix-up differs more
 PROBLEM = re.compile(r"WARNING|ERROR|Traceback| 5\d\d \d+\.\d ms$")  # a server log line worth showing
 FIRST = 1000  # the memory, thread and descriptor figures are compared with those after this many requests
-BAD_KINDS = ["bad_json", "bad_base64", "not_image", "png_bomb", "gif_bomb", "jpeg_bomb", "oversized", "disconnect"]
-GRPC_KINDS = {"good": 10, "not_image": 4, "png_bomb": 4, "gif_bomb": 4, "jpeg_bomb": 4}  # 1 in N over gRPC
+BAD_KINDS = ["bad_json", "bad_base64", "not_image", "png_bomb", "gif_bomb", "jpeg_bomb", "oversized", "disconnect",
+             "unsized", "hostile_json", "too_many"]
+GRPC_KINDS = {"good": 10, "not_image": 4, "png_bomb": 4, "gif_bomb": 4, "jpeg_bomb": 4, "unsized": 4}  # 1 in N
 
 
 @dataclass
@@ -104,13 +105,24 @@ def bad_bodies(good: bytes) -> dict[str, list[bytes]]:
         "png_bomb": [predict_body(hostile_images.png_bomb())],
         "gif_bomb": [predict_body(hostile_images.gif_bomb())],
         "jpeg_bomb": [predict_body(hostile_images.jpeg_bomb())],
+        "unsized": [predict_body(image) for image in unsized_images()],
+        "hostile_json": [b"[" * 100_000, b'{"instances": [' + b"9" * 5000 + b"]}",
+                         b'{"instances": ' + b"[" * 65 + b"1" + b"]" * 65 + b"}"],
+        "too_many": [predict_body(*[hostile_images.gif(1, 1)] * 1025)],
     }
+
+
+def unsized_images() -> list[bytes]:
+    """Images whose size their header does not give, so a server must not decode them."""
+    return [hostile_images.webp_lossless_header(), hostile_images.png_with_a_broken_chunk(),
+            hostile_images.png_with_a_compressed_chunk()]
 
 
 def grpc_payloads(good: bytes) -> dict[str, list[bytes]]:
     """The image bytes of each bad kind sent over gRPC."""
     return {"not_image": [b"plain text", good[:100], b""], "png_bomb": [hostile_images.png_bomb()],
-            "gif_bomb": [hostile_images.gif_bomb()], "jpeg_bomb": [hostile_images.jpeg_bomb()]}
+            "gif_bomb": [hostile_images.gif_bomb()], "jpeg_bomb": [hostile_images.jpeg_bomb()],
+            "unsized": unsized_images()}
 
 
 def schedule(requests: int, seed: int) -> list[str]:

@@ -264,7 +264,8 @@ def _add_train(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                    help="what a new model trains: 'ctc' (the CTC head alone: it learns fastest, on words and on "
                         "long lines), 'attention' (the original aocr's attention decoder, with a CTC head beside "
                         "it; test, predict and export read with either or both, and --lexicon needs it), or 'auto' "
-                        f"(the default: the resumed model's own, '{defaults.NEW_MODEL_DECODER}' for a new one)")
+                        f"(the default: the resumed model's own; for a new one '{defaults.NEW_MODEL_DECODER}', or "
+                        "'attention' where --attn-num-layers, --use-gru or --target-embedding-size is given)")
     p.add_argument("--augment", choices=defaults.AUGMENT_LEVELS, default=defaults.AUGMENT,
                    help="random distortions of the training images (rotation, shear, scale, blur, noise, "
                         "contrast); test, predict and export never augment (default: %(default)s)")
