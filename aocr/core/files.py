@@ -88,9 +88,8 @@ def _fsync(path: str, flags: int = 0) -> None:
     except OSError:  # a directory cannot be opened on Windows; its entries are flushed with its files there
         return
     try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):  # some file systems refuse to flush a directory (EINVAL): nothing to do
+            os.fsync(descriptor)
     finally:
         os.close(descriptor)
 

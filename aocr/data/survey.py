@@ -217,8 +217,8 @@ def _new_model_decoder(explicit: dict[str, Any]) -> tuple[str, str]:
     shaping = [FLAG_OF[field] for field in defaults.ATTENTION_DECODER_FIELDS if field in explicit]
     if shaping:
         return "attention", f"{' and '.join(shaping)} shape the attention decoder, trained with a CTC head beside it"
-    return defaults.NEW_MODEL_DECODER, "the CTC head alone, which learns fastest; --decoder attention adds the " + \
-        "attention decoder"
+    return defaults.NEW_MODEL_DECODER, ("the CTC head alone, which learns fastest; --decoder attention adds the "
+                                        "attention decoder")
 
 
 def resolve_from_data(explicit: dict[str, Any], files: list[str]) -> dict[str, Any]:

@@ -83,11 +83,11 @@ def wait_for_trainers(session: tf1.Session, barrier: tuple[tf.Operation, tf.Tens
         if session.run(arrived) >= count:
             return
         if not joined:
-            try:  # bounded: the queue holds one token per trainer, so a full one would block for good
+            # Bounded: the queue holds one token per trainer, so on a full one the enqueue would block for good;
+            # when it times out, the next turn finds whether the others filled the barrier meanwhile.
+            with contextlib.suppress(tf.errors.DeadlineExceededError):
                 session.run(arrive, options=tf1.RunOptions(timeout_in_ms=1000))
                 joined = True
-            except tf.errors.DeadlineExceededError:
-                pass
         if time.monotonic() > deadline:
             raise AocrError(f"not every trainer of the cluster started within {timeout:g} s (--step-timeout)")
         if joined:
