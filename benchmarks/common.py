@@ -120,8 +120,8 @@ def write_json(name: str, results: dict) -> Path:
     return path
 
 
-def print_table(rows: list[tuple[str, str, str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+def print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
 

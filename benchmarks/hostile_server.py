@@ -83,6 +83,8 @@ TIMEOUT_S = 60.0  # the longest wait for one answer; the server's own request ti
 PEAK_BUDGET_MIB = 300.0  # the worst VmHWM over the VmHWM after the first good request
 PROBABILITY_TOLERANCE = 1e-5  # relative: the good image is always sent alone, so its answer should not move
 TINY_GIFS = 20_000
+PIXELS_HEIGHT = 32  # the tiny model's image height, as its pixels signature takes images
+PIXELS_JSON_WIDTH = 75_000  # "[0]," per pixel: the widest image a JSON body under the limit holds
 FIFTY_MP = (7071, 7071)  # 49,999,041 pixels: a large photo, over the server's limit
 AT_LIMIT = (math.isqrt(defaults.MAX_REQUEST_PIXELS),) * 2  # just under the server's pixel limit of an image
 IDLE_CONNECTIONS = 100
@@ -427,6 +429,46 @@ def not_found_flood(target: Target) -> list[Outcome]:
     return outcomes
 
 
+def pixels_json(count: int, width: int) -> bytes:
+    """A `pixels` request in the columnar format: `count` black images of PIXELS_HEIGHT x width, each as wide as
+    the tensor."""
+    row = "[" + ",".join(["[0]"] * width) + "]"  # [width, 1]
+    images = "[" + ",".join(["[" + ",".join([row] * PIXELS_HEIGHT) + "]"] * count) + "]"
+    return f'{{"signature_name": "pixels", "inputs": {{"images": {images}, "widths": {[width] * count}}}}}'.encode()
+
+
+def pixels_request(count: int, width: int, declared_width: int | None = None) -> Any:
+    """A `pixels` PredictRequest whose images travel as tensor_content: `count` black images PIXELS_HEIGHT x width,
+    declaring `declared_width` where one is given (it need not match the bytes)."""
+    import numpy as np
+    from tensorflow import make_tensor_proto
+
+    request = predict_request([], signature_name="pixels")
+    del request.inputs["input"]
+    images = make_tensor_proto(np.zeros([count, PIXELS_HEIGHT, width, 1], np.float32))
+    if declared_width is not None:
+        images.tensor_shape.dim[2].size = declared_width
+    request.inputs["images"].CopyFrom(images)
+    request.inputs["widths"].CopyFrom(make_tensor_proto(np.full([count], width, np.int32)))
+    return request
+
+
+def pixel_attacks(use_grpc: bool) -> list[Attack]:
+    """The `pixels` signature: the widest image a request can carry (valid: it is read), and tensors that do not
+    hold what they declare or hold too many images."""
+    wide = (MAX_REQUEST_BYTES - 4096) // (4 * PIXELS_HEIGHT)  # as float32 tensor_content
+    attacks = [rest_attack(f"pixels: 1 image {PIXELS_HEIGHT}x{PIXELS_JSON_WIDTH:,} in JSON",
+                           lambda: pixels_json(1, PIXELS_JSON_WIDTH), ("200",))]
+    if use_grpc:
+        attacks += [
+            grpc_attack(f"gRPC pixels: 1 image {PIXELS_HEIGHT}x{wide:,}", lambda t: pixels_request(1, wide), ("OK",)),
+            grpc_attack("gRPC pixels: width 10^9 declared, 4 sent", lambda t: pixels_request(1, 1, 10**9)),
+            grpc_attack(f"gRPC pixels: {TINY_GIFS:,} images {PIXELS_HEIGHT}x4", lambda t: pixels_request(TINY_GIFS, 4),
+                        ("RESOURCE_EXHAUSTED",)),
+        ]
+    return attacks
+
+
 def late_attacks() -> list[Attack]:
     """Connections that hold the server, a flood of 404s, then images that are large but allowed (they may leave
     the server's resident memory higher, so they come last)."""
@@ -448,7 +490,7 @@ def late_attacks() -> list[Attack]:
 
 def attacks(use_grpc: bool) -> list[Attack]:
     return [*payload_attacks(), *image_attacks(), *count_attacks(), *(grpc_attacks() if use_grpc else []),
-            *late_attacks()]
+            *pixel_attacks(use_grpc), *late_attacks()]
 
 
 def answer_text(outcomes: list[Outcome]) -> str:

@@ -6,6 +6,8 @@ Everything is real: PNG files, TFRecords written by `aocr dataset`, checkpoints 
 
 from __future__ import annotations
 
+import importlib.util
+import math
 import os
 import random
 import shutil
@@ -136,3 +138,17 @@ def trained_model(digits_set: ImageSet, shared_dir: Path) -> Path:
 
 
 TRAINED_STEPS = "300"
+
+
+def example_pixels_client():
+    """examples/pixels_client.py, which the signatures reference prints, imported as a module."""
+    path = Path(__file__).resolve().parent.parent / "examples" / "pixels_client.py"
+    spec = importlib.util.spec_from_file_location("pixels_client", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def params_limit(params: dict) -> int:
+    """The widest an encoded image is read at (the export caps it): 4 x ceil(max_width / max_height x height / 4)."""
+    return 4 * math.ceil(math.ceil(params["max_width"] / params["max_height"] * params["image_height"]) / 4)

@@ -2,8 +2,6 @@
 both answering exactly as `aocr predict` does."""
 
 import json
-import math
-import re
 import subprocess
 import sys
 import textwrap
@@ -17,7 +15,7 @@ from aocr.core import params as model_params
 from aocr.core import savedmodel
 from aocr.core.errors import AocrError
 from aocr.export.tflite import read_tflite
-from tests.conftest import run_aocr
+from tests.conftest import example_pixels_client, params_limit, run_aocr
 
 
 @pytest.fixture(scope="module")
@@ -133,17 +131,7 @@ def test_export_without_a_model_says_how_to_get_one(tmp_path):
     assert result.returncode != 0 and "aocr train" in result.stderr and "Traceback" not in result.stderr
 
 
-def documented_pixels_recipe():
-    """The docs' NumPy/Pillow preprocessing for the pixels signature (docs/reference/signatures.md), run as it
-    is printed there."""
-    page = (Path(__file__).resolve().parent.parent / "docs" / "reference" / "signatures.md").read_text(encoding="utf-8")
-    code = re.search(r"```python\n(import math\n.*?def aocr_pixels.*?)```", page, re.DOTALL).group(1)
-    namespace: dict = {}
-    exec(code, namespace)  # noqa: S102 (the page's own lines)
-    return namespace["aocr_pixels"]
-
-
-def test_pixels_signature_takes_the_documented_preprocessing(exported, digits_set, trained_model, tmp_path):
+def test_pixels_signature_takes_the_example_clients_preprocessing(exported, digits_set, trained_model, tmp_path):
     paths = [str(p) for p in digits_set.images[:4]]
     for name, size, color in (("small-color.png", (30, 14), (200, 40, 90)), ("wide.png", (900, 40), (10, 120, 10))):
         image = Image.new("RGB", size, (240, 230, 180))
@@ -151,7 +139,8 @@ def test_pixels_signature_takes_the_documented_preprocessing(exported, digits_se
         image.save(tmp_path / name)
         paths.append(str(tmp_path / name))
     params = json.loads((trained_model / "params.json").read_text(encoding="utf-8"))
-    pixels, widths = documented_pixels_recipe()(paths, params)
+    pixels, widths = example_pixels_client().prepare([Image.open(path) for path in paths], params["image_height"],
+                                                     params["channels"], params_limit(params))
     loaded = savedmodel.load(str(exported / "1"))
     try:
         inputs, outputs = loaded.signature_inputs("pixels"), loaded.signature_outputs("pixels")
@@ -166,10 +155,6 @@ def test_pixels_signature_takes_the_documented_preprocessing(exported, digits_se
     assert pixels.shape == graph_pixels.shape
     assert np.abs(pixels - graph_pixels).max() <= 0.01
     assert from_pixels.tolist() == from_bytes.tolist()
-
-
-def params_limit(params: dict) -> int:
-    return 4 * math.ceil(math.ceil(params["max_width"] / params["max_height"] * params["image_height"]) / 4)
 
 
 def test_tflite_export_reads_as_predict_does(trained_model, digits_set, predicted, tmp_path, aocr_main):
@@ -252,3 +237,32 @@ def test_an_export_states_its_format_and_one_from_a_newer_aocr_is_refused_with_w
     _bare_savedmodel(tmp_path / "new" / "1", savedmodel.EXPORT_FORMAT_VERSION + 1)
     with pytest.raises(AocrError, match=r"exported by a newer aocr .* `pip install --upgrade aocr`"):
         savedmodel.load(str(tmp_path / "new" / "1"))
+
+
+def test_an_export_reads_in_python_as_predict_does_and_names_what_it_cannot(exported, predicted, trained_model,
+                                                                             digits_set, tmp_path):
+    """open_recognizer: an export (read through its n_best signature) or a model dir, with a bad image among
+    the good ones."""
+    from aocr.inference.exported import ExportedRecognizer, open_recognizer
+    from aocr.inference.recognizer import Recognizer, Unreadable
+
+    images = [path.read_bytes() for path in digits_set.images[:12]]
+    damaged = images[0][:-40] + bytes(28) + images[0][-12:]  # its header reads, its pixel data do not
+    with open_recognizer(str(exported)) as recognizer:
+        assert isinstance(recognizer, ExportedRecognizer)
+        results = recognizer.recognize(images[:6] + [b"not an image", damaged] + images[6:], batch_size=5)
+    refused, undecoded = results.pop(6), results.pop(6)
+    assert isinstance(refused, Unreadable) and "not a readable image" in refused.reason
+    assert isinstance(undecoded, Unreadable) and "cannot decode the image" in undecoded.reason
+    assert [result.text for result in results] == [text for text, _ in predicted]
+    assert [result.probability for result in results] == pytest.approx([p for _, p in predicted], abs=1e-5)
+    for result in results:
+        assert len(result.char_probabilities) == len(result.text) and result.candidates[0].text == result.text
+        assert result.attention is None and result.width is None
+    with open_recognizer(str(trained_model)) as recognizer:
+        assert isinstance(recognizer, Recognizer)
+        assert recognizer.recognize(images[:1], batch_size=1)[0].text == predicted[0][0]
+    with pytest.raises(AocrError, match="aocr export"):
+        ExportedRecognizer.load(str(tmp_path))
+    with pytest.raises(AocrError, match=r"no version 7; there are \[1\]"):
+        ExportedRecognizer.load(str(exported), version=7)

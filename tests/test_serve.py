@@ -19,11 +19,13 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from aocr.core import defaults
 from aocr.core.precision import bf16_units_missing
-from tests.conftest import run_aocr
+from tests.conftest import example_pixels_client, params_limit, run_aocr
 from tools import hostile_images
 
 MAX_REQUEST_BYTES = 200_000
@@ -210,6 +212,12 @@ def test_paths_outside_v1_are_not_found(server):
     assert status == 404
 
 
+def pixels_body(widths=(4,), value=0, height=32):
+    """A `pixels` request for one image, 4 columns wide, of one value."""
+    images = [[[[value]] * 4] * height]
+    return json.dumps({"signature_name": "pixels", "inputs": {"images": images, "widths": list(widths)}}).encode()
+
+
 PLAIN_TEXT = base64.b64encode(b"plain text").decode()
 TRUNCATED_PNG = base64.b64encode(hostile_images.encode(hostile_images.text_image(), "PNG")[:80]).decode()
 
@@ -241,7 +249,17 @@ TRUNCATED_PNG = base64.b64encode(hostile_images.encode(hostile_images.text_image
     ("/v1/models/aocr:predict", b'{"signature_name": "other", "instances": []}', 400,
      'Serving signature name: "other" not found in signature def'),
     ("/v1/models/aocr:predict", b'{"signature_name": "pixels", "instances": [{"images": [[[0]]], "widths": 4}]}',
-     400, 'signature "pixels" takes images, widths, which aocr serve does not feed'),
+     400, "tensor images: its shape [1,1,1,1] does not fit the signature's [-1,32,-1,1]"),
+    ("/v1/models/aocr:predict", pixels_body(widths=[9]), 400, "widths[0] is 9: each image's width is from 1 to"),
+    ("/v1/models/aocr:predict", pixels_body(widths=[1, 2]), 400, "tensor widths: its shape [2] should be [1]"),
+    ("/v1/models/aocr:predict", pixels_body(value=float("nan")), 400, "JSON Value: NaN is out of range for float"),
+    ("/v1/models/aocr:predict", pixels_body(value="x"), 400, 'JSON Value: "x" Type: String is not of expected type: '
+     "float"),
+    ("/v1/models/aocr:predict", pixels_body(widths=[1.5]), 400, "JSON Value: 1.5 Type: Number is not of expected "
+     "type: int32"),
+    ("/v1/models/aocr:predict", pixels_body(widths=[2 ** 40]), 400, "is out of range for int32"),
+    ("/v1/models/aocr:predict", pixels_body(value=True), 400, "Type: True is not of expected type: float"),
+    ("/v1/models/aocr:predict", pixels_body(value=10 ** 400), 400, "is out of range for float"),
     ("/v1/models/other:predict", b'{"instances": []}', 404, "Servable not found for request: Latest(other)"),
     ("/v1/models/aocr/versions/9:predict", b'{"instances": []}', 404,
      "Servable not found for request: Specific(aocr, 9)"),
@@ -444,7 +462,8 @@ def grpc_stubs(address):
     return prediction_service_pb2_grpc.PredictionServiceStub(channel), model_service_pb2_grpc.ModelServiceStub(channel)
 
 
-def grpc_predict(stub, images, name="aocr", version=None, label=None, signature=""):
+def grpc_predict(stub, images=None, name="aocr", version=None, label=None, signature="", inputs=None):
+    """A Predict RPC: the encoded `images` as the one input, or the named `inputs` (arrays) as they are."""
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
@@ -455,7 +474,8 @@ def grpc_predict(stub, images, name="aocr", version=None, label=None, signature=
         request.model_spec.version.value = version
     if label is not None:
         request.model_spec.version_label = label
-    request.inputs["input"].CopyFrom(tf.make_tensor_proto(images))
+    for key, value in (inputs or {"input": images}).items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
     response = stub.Predict(request, timeout=60)
     return {key: tf.make_ndarray(value) for key, value in response.outputs.items()}, response.model_spec
 
@@ -613,6 +633,39 @@ def test_a_request_is_bounded_in_images_and_in_pixels(server, digits_set, expect
     assert status == 429 and "megapixels in all" in answer["error"], answer
     good, answer = call(url, "/v1/models/aocr:predict", {"instances": [{"b64": b64(digits_set.images[0])}]})
     assert good == 200 and answer["predictions"][0]["output"] == expected[0]
+
+
+def test_the_pixels_signature_reads_as_serving_default_over_rest_and_grpc(server, grpc_address, digits_set,
+                                                                           expected, trained_model):
+    """Images decoded by the client (examples/pixels_client.py's prepare) read as their encoded bytes do, in the
+    REST API's columnar and row formats and over gRPC; a pixels request is bounded in images too."""
+    import grpc
+
+    url, _ = server
+    params = json.loads((trained_model / "params.json").read_text(encoding="utf-8"))
+    pixels, widths = example_pixels_client().prepare([Image.open(path) for path in digits_set.images[:3]],
+                                                     params["image_height"], params["channels"], params_limit(params))
+    body = {"signature_name": "pixels", "inputs": {"images": pixels.tolist(), "widths": widths.tolist()}}
+    status, columnar = call(url, "/v1/models/aocr:predict", body)
+    assert status == 200 and columnar["outputs"]["output"] == expected[:3], columnar
+    rows = [{"images": image.tolist(), "widths": int(width)} for image, width in zip(pixels, widths, strict=True)]
+    status, answer = call(url, "/v1/models/aocr:predict", {"signature_name": "pixels", "instances": rows})
+    assert status == 200 and [row["output"] for row in answer["predictions"]] == expected[:3]
+    prediction, _ = grpc_stubs(grpc_address)
+    outputs, spec = grpc_predict(prediction, signature="pixels", inputs={"images": pixels, "widths": widths})
+    assert [text.decode() for text in outputs["output"]] == expected[:3] and spec.signature_name == "pixels"
+    assert outputs["probability"].tolist() == pytest.approx(columnar["outputs"]["probability"])
+    too_many = np.zeros([defaults.MAX_REQUEST_IMAGES + 1, params["image_height"], 1, 1], np.float32)
+    for inputs, code, text in [
+        ({"images": too_many, "widths": np.ones(len(too_many), np.int32)}, grpc.StatusCode.RESOURCE_EXHAUSTED,
+         "over the limit of 1024"),
+        ({"images": pixels * np.inf, "widths": widths}, grpc.StatusCode.INVALID_ARGUMENT, "NaN or infinite"),
+        ({"images": pixels, "widths": widths.astype(np.int64)}, grpc.StatusCode.INVALID_ARGUMENT,
+         "Expects arg[1] to be int32 but int64 is provided"),
+    ]:
+        with pytest.raises(grpc.RpcError) as caught:
+            grpc_predict(prediction, signature="pixels", inputs=inputs)
+        assert caught.value.code() == code and text in caught.value.details()
 
 
 def test_a_grpc_tensor_declaring_more_elements_than_it_carries_is_refused_at_once(server, grpc_address):
@@ -779,12 +832,12 @@ def test_only_ascii_digits_name_a_version(tmp_path):
         parse_labels(["stable=²"])
 
 
-@pytest.mark.parametrize("client", ["rest_client.py", "grpc_client.py"])
+@pytest.mark.parametrize("client", ["rest_client.py", "grpc_client.py", "pixels_client.py"])
 def test_the_example_clients_read_what_the_server_answers(server, grpc_address, digits_set, expected, client):
-    """examples/: the REST client (standard library only) and the gRPC client (TF Serving's stubs), as a user
-    runs them against a real server."""
+    """examples/: the REST client (standard library only), the gRPC client (TF Serving's stubs) and the pixels
+    client (NumPy and Pillow), as a user runs them against a real server."""
     url, _ = server
-    address = url if client == "rest_client.py" else grpc_address
+    address = grpc_address if client == "grpc_client.py" else url
     images = [str(path) for path in digits_set.images[:3]]
     script = Path(__file__).resolve().parent.parent / "examples" / client
     result = subprocess.run([sys.executable, str(script), address, *images], capture_output=True, text=True,

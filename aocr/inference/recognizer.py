@@ -52,10 +52,13 @@ class Candidate:
 
 @dataclass
 class Result:
+    """What one image reads as: the best answer, and what a model dir's graph adds to it (attention, width)."""
+
     text: str
     probability: float
-    attention: np.ndarray  # float32 [len(text) + 1, columns]: each step through EOS, over the real columns
-    width: int  # the image's width in pixels as the CNN saw it (at the model's --image-height)
+    # float32 [len(text) + 1, columns]: each step through EOS, over the real columns; None from an export
+    attention: np.ndarray | None
+    width: int | None  # the image's width in pixels as the CNN saw it (at --image-height); None from an export
     char_probabilities: list[float] = field(default_factory=list)  # one per character of text
     candidates: list[Candidate] = field(default_factory=list)  # the n-best answers, best first (this one first)
     unconstrained: Candidate | None = None  # with --lexicon: the greedy reading without it
@@ -73,7 +76,8 @@ class Unreadable:
     reason: str
 
 
-def _candidate(text: bytes, probability: float, char_probabilities: np.ndarray) -> Candidate:
+def candidate(text: bytes, probability: float, char_probabilities: np.ndarray) -> Candidate:
+    """A Candidate from a graph's answer: UTF-8 text, its probability, and [steps] probabilities (cut to the text)."""
     decoded = text.decode("utf-8")
     return Candidate(decoded, float(probability), [float(p) for p in char_probabilities[:len(decoded)]])
 
@@ -110,7 +114,64 @@ def _in_graph(value: Any, graph: tf.Graph) -> Any:
     return value
 
 
-class Recognizer:
+class BatchReader:
+    """Encoded images read in batches of similar width, an image that does not decode answered alone: what a
+    model dir's Recognizer and an export's ExportedRecognizer (aocr.inference.exported) share.
+
+    A subclass defines run_batch, and close to release its session.
+    """
+
+    max_pixels = defaults.MAX_IMAGE_PIXELS  # an image declaring more is answered with why, not decoded
+
+    def run_batch(self, images: Sequence[bytes]) -> list[Result]:
+        """One session run over images; raises tf.errors.InvalidArgumentError if one does not decode."""
+        raise NotImplementedError
+
+    def recognize(self, images: Sequence[bytes], batch_size: int) -> list[Result | Unreadable]:
+        """Results in input order, batching images of similar width together.
+
+        An image the graph cannot decode, or whose header declares more than max_pixels
+        pixels (never decoded), gives an Unreadable saying why instead of a Result; the others
+        in its batch are still recognized.
+        """
+        problems = [check_image_header(image, self.max_pixels) for image in images]
+        results: list[Result | Unreadable] = [Unreadable(problem or "") for problem in problems]
+        decodable = [i for i, problem in enumerate(problems) if problem is None]
+        batches = [[decodable[i] for i in batch] for batch in width_batches([images[i] for i in decodable],
+                                                                             batch_size)]
+        # Several batches in flight: one's image decoding and sequential LSTM steps fill the gaps
+        # in another's convolutions.
+        with ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT) as pool:
+            answers = pool.map(lambda batch: self._recognize_batch([images[i] for i in batch]), batches)
+            for batch, answer in zip(batches, answers, strict=True):
+                for index, result in zip(batch, answer, strict=True):
+                    results[index] = result
+        return results
+
+    def _recognize_batch(self, images: list[bytes]) -> list[Result | Unreadable]:
+        try:
+            return self.run_batch(images)
+        except tf.errors.InvalidArgumentError:
+            return [self._recognize_alone(image) for image in images]  # find the bad one(s)
+
+    def _recognize_alone(self, image: bytes) -> Result | Unreadable:
+        try:
+            return self.run_batch([image])[0]
+        except tf.errors.InvalidArgumentError as e:
+            return Unreadable(f"cannot decode the image ({first_line_of(e.message)})")
+
+    def __enter__(self) -> BatchReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the session."""
+        raise NotImplementedError
+
+
+class Recognizer(BatchReader):
     """The inference graph (recognize_bytes) in a session, fed with encoded images.
 
     Either loaded from a model dir (load, from_model_dir), or built inside another graph
@@ -124,7 +185,6 @@ class Recognizer:
         self.outputs = outputs
         self.params = params
         self.checkpoint = checkpoint
-        self.max_pixels = defaults.MAX_IMAGE_PIXELS  # an image declaring more is answered with why, not decoded
 
     @staticmethod
     def build(params: ModelParams, gpu_id: int | None = None,
@@ -172,47 +232,15 @@ class Recognizer:
         readings = zip(*fetched[5:], strict=True) if free else [None] * len(images)
         results = []
         for weights, width, *ranked, reading in zip(attention, widths, *answers, readings, strict=True):
-            candidates = [_candidate(*candidate) for candidate in zip(*ranked, strict=True)]
+            candidates = [candidate(*answer) for answer in zip(*ranked, strict=True)]
             first = candidates[0]
             steps = min(len(first.text) + 1, weights.shape[0])
             columns = width // defaults.WIDTH_STRIDE
-            unconstrained = _candidate(*(column[0] for column in reading)) if reading is not None else None
+            unconstrained = candidate(*(column[0] for column in reading)) if reading is not None else None
             results.append(Result(first.text, first.probability, weights[:steps, :columns], int(width),
                                   first.char_probabilities, candidates, unconstrained))
         return results
 
-    def recognize(self, images: Sequence[bytes], batch_size: int) -> list[Result | Unreadable]:
-        """Results in input order, batching images of similar width together.
-
-        An image the graph cannot decode, or whose header declares more than max_pixels
-        pixels (never decoded), gives an Unreadable saying why instead of a Result; the others
-        in its batch are still recognized.
-        """
-        problems = [check_image_header(image, self.max_pixels) for image in images]
-        results: list[Result | Unreadable] = [Unreadable(problem or "") for problem in problems]
-        decodable = [i for i, problem in enumerate(problems) if problem is None]
-        batches = [[decodable[i] for i in batch] for batch in width_batches([images[i] for i in decodable],
-                                                                             batch_size)]
-        # Several batches in flight: one's image decoding and sequential LSTM steps fill the gaps
-        # in another's convolutions.
-        with ThreadPoolExecutor(max_workers=BATCHES_IN_FLIGHT) as pool:
-            answers = pool.map(lambda batch: self._recognize_batch([images[i] for i in batch]), batches)
-            for batch, answer in zip(batches, answers, strict=True):
-                for index, result in zip(batch, answer, strict=True):
-                    results[index] = result
-        return results
-
-    def _recognize_batch(self, images: list[bytes]) -> list[Result | Unreadable]:
-        try:
-            return self.run_batch(images)
-        except tf.errors.InvalidArgumentError:
-            return [self._recognize_alone(image) for image in images]  # find the bad one(s)
-
-    def _recognize_alone(self, image: bytes) -> Result | Unreadable:
-        try:
-            return self.run_batch([image])[0]
-        except tf.errors.InvalidArgumentError as e:
-            return Unreadable(f"cannot decode the image ({first_line_of(e.message)})")
-
     def close(self) -> None:
+        """Release the session."""
         self.session.close()

@@ -29,9 +29,9 @@ from tensorflow_serving.apis import (
 
 from aocr.core import savedmodel
 from aocr.core.errors import AocrError
-from aocr.serving.rest_json import shape_string
-from aocr.serving.servables import Servable, require_image_bytes
-from aocr.serving.status import Code, ServingError, invalid
+from aocr.serving.inputs import TENSORFLOW_TYPES, input_types
+from aocr.serving.servables import Servable
+from aocr.serving.status import Code, ServingError, invalid, shape_string
 from aocr.serving.traffic import Traffic
 
 log = logging.getLogger("aocr")
@@ -75,22 +75,37 @@ def check_inputs(signature: Any, request: Any) -> None:
         raise invalid(f"duplicate output tensor alias: {request.output_filter[0]}")
 
 
-def input_images(proto: Any) -> np.ndarray:
-    """The DT_STRING input tensor as an object array of bytes."""
-    if proto.dtype != types_pb2.DT_STRING:
-        name = types_pb2.DataType.Name(proto.dtype).removeprefix("DT_").lower()  # TF's DataTypeString
-        raise invalid(f"Expects arg[0] to be string but {name} is provided")
+def type_name(dtype: int) -> str:
+    """TF's DataTypeString of a DataType enum: "string", "float", "int32"."""
+    return types_pb2.DataType.Name(dtype).removeprefix("DT_").lower()
+
+
+def sent_values(proto: Any, dtype: np.dtype) -> int:
+    """How many values a TensorProto carries: strings, typed values, or tensor_content's bytes as elements."""
+    if dtype.kind == "O":
+        return len(proto.string_val)
+    if proto.tensor_content:
+        return len(proto.tensor_content) // dtype.itemsize
+    return len(proto.float_val) if dtype.kind == "f" else len(proto.int_val)
+
+
+def input_tensor(index: int, name: str, proto: Any, dtype: np.dtype) -> np.ndarray:
+    """The request's input `name` (argument `index` of the signature) as an array of `dtype`: object (bytes),
+    float32 or int32 (aocr.serving.inputs)."""
+    wanted = TENSORFLOW_TYPES[dtype]
+    if proto.dtype != wanted:
+        raise invalid(f"Expects arg[{index}] to be {type_name(wanted)} but {type_name(proto.dtype)} is provided")
     declared = [dim.size for dim in proto.tensor_shape.dim]
     elements = int(np.prod(declared, dtype=object)) if declared else 1
-    if any(size < 0 for size in declared) or elements != len(proto.string_val):
-        # make_ndarray would pad the values out to the declared shape: [10^9] with no values would cost gigabytes
-        raise invalid(f"tensor {savedmodel.INPUT_KEY}: its shape {shape_string(tuple(declared))} holds {elements} "
-                      f"elements but {len(proto.string_val)} values were sent")
+    values = sent_values(proto, dtype)
+    if any(size < 0 for size in declared) or elements != values:
+        # make_ndarray would fill the declared shape from what was sent: [10^9] with no values costs gigabytes
+        raise invalid(f"tensor {name}: its shape {shape_string(declared)} holds {elements} elements but {values} "
+                      "values were sent")
     try:
         return tf.make_ndarray(proto)
     except Exception:  # a malformed TensorProto
-        raise invalid(f"tensor parsing error: {savedmodel.INPUT_KEY}") from None
-
+        raise invalid(f"tensor parsing error: {name}") from None
 
 
 def answer(context: Any, method: str, work: Callable[[], Any], traffic: Traffic) -> Any:
@@ -138,11 +153,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         signature = version.model.meta_graph.signature_def.get(key)
         if signature is None:
             raise ServingError(Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
-        require_image_bytes(signature, key)
+        types = input_types(signature, key)
         check_inputs(signature, request)
-        images = input_images(request.inputs[savedmodel.INPUT_KEY])
+        tensors = {name: input_tensor(index, name, request.inputs[name], types[name])
+                   for index, name in enumerate(sorted(types))}
         timeout = self.default_timeout if time_remaining is None else max(0.0, time_remaining)
-        outputs = version.predict(images, timeout, key)
+        outputs = version.answer(tensors, timeout, key)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = spec.name
         response.model_spec.signature_name = key

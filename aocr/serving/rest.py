@@ -24,7 +24,8 @@ from google.protobuf import json_format
 
 from aocr.core import savedmodel
 from aocr.serving import rest_json
-from aocr.serving.servables import Servable, Version, require_image_bytes
+from aocr.serving.inputs import input_types
+from aocr.serving.servables import Servable, Version
 from aocr.serving.status import Code, ServingError, invalid
 from aocr.serving.traffic import Traffic
 
@@ -105,10 +106,9 @@ def predict_body(servable: Servable, route: Route, raw: bytes, timeout: float) -
     doc = rest_json.parse_body(raw)
     name = rest_json.signature_name(doc)
     version = servable.find(route.name, route.version, route.label)
-    signature = signature_of(version, name)
-    require_image_bytes(signature, name or savedmodel.SIGNATURE)
-    request_format, tensors = rest_json.request_tensors(doc, sorted(signature.inputs))
-    outputs = version.predict(tensors[savedmodel.INPUT_KEY], timeout, name or savedmodel.SIGNATURE)
+    key = name or savedmodel.SIGNATURE
+    request_format, tensors = rest_json.request_tensors(doc, input_types(signature_of(version, name), key))
+    outputs = version.answer(tensors, timeout, key)
     return rest_json.response_body(outputs, request_format)
 
 

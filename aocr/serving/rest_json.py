@@ -17,12 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from aocr.serving.status import ServingError, invalid
+from aocr.serving.status import ServingError, invalid, shape_string
 
 ROW = "row"
 COLUMNAR = "columnar"
 DEBUG_STRING_BYTES = 256
 
+
+Types = dict[str, np.dtype]  # input name -> the NumPy type of its tensor
+TYPE_NAMES = {np.dtype(np.float32): "float", np.dtype(np.int32): "int32"}  # as TF's DataTypeString names them
 
 # Dimensions a request's tensor may have (numpy allows 64; the image inputs take one).
 MAX_RANK = 32
@@ -106,19 +109,33 @@ def dense_shape(value: Any) -> list[int]:
     return shape
 
 
-def string_tensor(value: Any) -> np.ndarray:
-    """A JSON value -> an object array of bytes, refusing ragged lists (FillTensorProto)."""
+def leaf_number(value: Any, dtype: np.dtype) -> int | float:
+    """One DT_FLOAT or DT_INT32 element: a JSON number (an integer for DT_INT32, within its range)."""
+    name = TYPE_NAMES[dtype]
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not is_number or (dtype.kind == "i" and not isinstance(value, int)):
+        raise invalid(f"JSON Value: {debug_string(value)} Type: {json_type(value)} is not of expected type: {name}")
+    limits = np.iinfo(dtype) if dtype.kind == "i" else np.finfo(dtype)
+    if not float(limits.min) <= value <= float(limits.max):  # NaN and infinities too (json reads NaN, Infinity)
+        raise invalid(f"JSON Value: {debug_string(value)} is out of range for {name}")
+    return value
+
+
+def json_tensor(value: Any, dtype: np.dtype) -> np.ndarray:
+    """A JSON value -> an array of `dtype` (object for bytes, float32 or int32), refusing ragged lists and
+    elements of another type (FillTensorProto)."""
     shape = dense_shape(value)
     if len(shape) > MAX_RANK:
         raise invalid(f"JSON value nested {len(shape)} lists deep; a tensor has at most {MAX_RANK} dimensions here")
-    flat: list[bytes] = []
+    leaf = leaf_bytes if dtype.kind == "O" else lambda item: leaf_number(item, dtype)
+    flat: list[Any] = []
 
     def fill(item: Any, level: int) -> None:
         if not isinstance(item, list):
             if level != len(shape):
                 raise invalid(f"JSON Value: {debug_string(item)} found at incorrect level: {level + 1} in the "
                               f"JSON DOM. Expected at level: {len(shape)}")
-            flat.append(leaf_bytes(item))
+            flat.append(leaf(item))
             return
         if level >= len(shape):
             raise invalid(f"Encountered list at unexpected level: {level} expected < {len(shape)}")
@@ -129,22 +146,17 @@ def string_tensor(value: Any) -> np.ndarray:
             fill(element, level + 1)
 
     fill(value, 0)
-    tensor = np.empty(len(flat), dtype=object)
+    tensor = np.empty(len(flat), dtype=dtype)
     tensor[:] = flat
     return tensor.reshape(shape)
 
 
-def shape_string(shape: tuple[int, ...]) -> str:
-    """A shape as TF Serving prints it: [2,3]."""
-    return "[" + ",".join(map(str, shape)) + "]"
-
-
-def _add_item(value: Any, name: str, names: list[str], seen: dict[str, np.ndarray],
+def _add_item(value: Any, name: str, types: Types, seen: dict[str, np.ndarray],
               rows: dict[str, list[np.ndarray]]) -> None:
     """One named input of one row (AddInstanceItem): every row's tensor has the first row's shape."""
-    if name not in names:
+    if name not in types:
         raise invalid(f"JSON object: does not have named input: {name}")
-    tensor = string_tensor(value)
+    tensor = json_tensor(value, types[name])
     first = seen.setdefault(name, tensor)
     if first.size != tensor.size:
         raise invalid(f"Expecting tensor size: {first.size} but got: {tensor.size}")
@@ -153,8 +165,9 @@ def _add_item(value: Any, name: str, names: list[str], seen: dict[str, np.ndarra
     rows.setdefault(name, []).append(tensor)
 
 
-def instances_tensors(doc: dict, names: list[str]) -> dict[str, np.ndarray]:
+def instances_tensors(doc: dict, types: Types) -> dict[str, np.ndarray]:
     """The row format: "instances" is a list of values, or of objects with one key per input."""
+    names = sorted(types)
     rows = doc["instances"]
     if not isinstance(rows, list):
         raise invalid(f"JSON Value: {debug_string(doc)} Expecting 'instances' to be an list/array")
@@ -177,7 +190,7 @@ def instances_tensors(doc: dict, names: list[str]) -> dict[str, np.ndarray]:
                           "of input list")
         for key, value in (row.items() if objects else [(names[0], row)]):
             try:
-                _add_item(value, key, names, seen, columns)
+                _add_item(value, key, types, seen, columns)
             except ServingError as e:
                 where = f"{index} key: {key}" if objects else f"{index}"
                 raise invalid(f"Failed to process element: {where} of 'instances' list. "
@@ -188,29 +201,31 @@ def instances_tensors(doc: dict, names: list[str]) -> dict[str, np.ndarray]:
     return {name: np.stack(tensors) for name, tensors in columns.items()}
 
 
-def inputs_tensors(doc: dict, names: list[str]) -> dict[str, np.ndarray]:
+def inputs_tensors(doc: dict, types: Types) -> dict[str, np.ndarray]:
     """The columnar format: "inputs" is the one input's tensor, or an object with one key per input."""
+    names = sorted(types)
     value = doc["inputs"]
     if not isinstance(value, dict) or is_b64(value):
         if len(names) > 1:
             raise invalid("inputs is a plain value/list, but expecting an object as multiple input tensors "
                           "required as per tensorinfo_map")
-        return {names[0]: string_tensor(value)}
+        return {names[0]: json_tensor(value, types[names[0]])}
     for name in names:
         if name not in value:
             raise invalid(f"Missing named input: {name} in 'inputs' object.")
-    return {name: string_tensor(value[name]) for name in names}
+    return {name: json_tensor(value[name], types[name]) for name in names}
 
 
-def request_tensors(doc: dict, names: list[str]) -> tuple[str, dict[str, np.ndarray]]:
-    """(ROW or COLUMNAR, input name -> tensor) from a parsed predict body (FillPredictRequestFromJson)."""
+def request_tensors(doc: dict, types: Types) -> tuple[str, dict[str, np.ndarray]]:
+    """(ROW or COLUMNAR, input name -> tensor) from a parsed predict body (FillPredictRequestFromJson);
+    types: the signature's input name -> NumPy type (aocr.serving.inputs.input_types)."""
     if "instances" in doc and "inputs" in doc:
         raise invalid(f"JSON Value: {debug_string(doc)} Not formatted correctly expecting only one of 'inputs' "
                       "or 'instances' keys to exist ")
     if "instances" in doc:
-        return ROW, instances_tensors(doc, names)
+        return ROW, instances_tensors(doc, types)
     if "inputs" in doc:
-        return COLUMNAR, inputs_tensors(doc, names)
+        return COLUMNAR, inputs_tensors(doc, types)
     raise invalid("Missing 'inputs' or 'instances' key")
 
 

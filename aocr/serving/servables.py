@@ -22,11 +22,11 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from aocr.core import defaults, savedmodel
+from aocr.core import savedmodel
 from aocr.core.errors import AocrError
-from aocr.core.images import BadImage, ImageHeader, check_served_image
 from aocr.core.precision import enable_bfloat16_rewrite
 from aocr.serving.batching import Batcher, BatchOptions, Headers
+from aocr.serving.inputs import IMAGE_INPUTS, blank_pixels, check_pixels, check_request_images, takes_pixels
 from aocr.serving.shards import Shards, cpu_shards, one_thread_per_op
 from aocr.serving.status import Code, ServingError, invalid, not_found
 
@@ -45,39 +45,6 @@ def session_message(error: tf.errors.OpError) -> str:
     return NODE_NOTE.sub("", "\n".join(lines)).strip() or type(error).__name__
 
 
-def check_request_images(images: np.ndarray) -> list[ImageHeader]:
-    """The headers of a request's images (in the order of images.reshape(-1)), read before anything decodes
-    them; INVALID_ARGUMENT for an element that is not bytes, or whose size cannot be read from its header, or
-    that declares more than MAX_REQUEST_PIXELS; RESOURCE_EXHAUSTED for more than MAX_REQUEST_IMAGES images or
-    MAX_REQUEST_PIXELS pixels in all."""
-    flat = images.reshape(-1)
-    if flat.size > defaults.MAX_REQUEST_IMAGES:
-        raise ServingError(Code.RESOURCE_EXHAUSTED, f"{flat.size} images in one request, over the limit of "
-                           f"{defaults.MAX_REQUEST_IMAGES}; send them in several requests")
-    pixels, headers = 0, []
-    for index, data in enumerate(flat):
-        if not isinstance(data, bytes | np.bytes_):
-            raise invalid(f"image {index} is not a string of bytes")
-        try:
-            headers.append(check_served_image(bytes(data), defaults.MAX_REQUEST_PIXELS))
-        except BadImage as e:
-            raise invalid(f"image {index}: {e}") from None
-        pixels += headers[-1].pixels
-        if pixels > defaults.MAX_REQUEST_PIXELS:
-            raise ServingError(Code.RESOURCE_EXHAUSTED, f"the request's first {index + 1} images declare "
-                               f"{pixels / 1e6:.1f} megapixels in all, over the limit of "
-                               f"{defaults.MAX_REQUEST_PIXELS / 1e6:g}; send them in several requests")
-    return headers
-
-
-def require_image_bytes(signature: Any, key: str) -> None:
-    """aocr serve feeds encoded images only; a signature with other inputs (pixels) is refused."""
-    if set(signature.inputs) != {savedmodel.INPUT_KEY}:
-        raise invalid(f'signature "{key}" takes {", ".join(sorted(signature.inputs))}, which aocr serve does not '
-                      "feed: send encoded images to serving_default or n_best, or serve this export with "
-                      "tensorflow_model_server")
-
-
 @dataclass
 class Version:
     """One loaded SavedModel version; predictions go through its batcher when batching is on, and each
@@ -93,21 +60,36 @@ class Version:
         """The `serving_default` SignatureDef."""
         return self.model.signature
 
+    def _session_run(self, outputs: dict[str, str], feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One session run; TensorFlow's error becomes the client's, with its own code."""
+        try:
+            return self.model.session.run(outputs, feed)
+        except tf.errors.OpError as e:
+            raise ServingError(Code(e.error_code), session_message(e)) from None
+
     def run(self, images: np.ndarray, signature_key: str = savedmodel.SIGNATURE,
             headers: Headers | None = None) -> dict[str, np.ndarray]:
         """All outputs of a signature for `images` (bytes, any shape the graph takes), in one session run per shard.
         headers: the images' headers in the order of images.reshape(-1), where check_request_images read them."""
         headers = check_request_images(images) if headers is None else headers
-        outputs = self.model.signature_outputs(signature_key)  # every signature reads the one image input
-
-        def run_shard(shard: np.ndarray) -> dict[str, np.ndarray]:
-            try:
-                return self.model.session.run(outputs, {self.model.input_name: shard})
-            except tf.errors.OpError as e:
-                raise ServingError(Code(e.error_code), session_message(e)) from None
-
+        outputs = self.model.signature_outputs(signature_key)  # every such signature reads the one image input
         aspects = [header.width / max(header.height, 1) if header else 0.0 for header in headers]
-        return self.shards.run(run_shard, images, aspects)
+        return self.shards.run(lambda shard: self._session_run(outputs, {self.model.input_name: shard}),
+                               images, aspects)
+
+    def run_pixels(self, tensors: dict[str, np.ndarray], signature_key: str) -> dict[str, np.ndarray]:
+        """All outputs of a signature that takes images [N, H, W, C] and widths [N] (aocr.serving.inputs), in one
+        session run per shard, each shard's images cut to its widest."""
+        check_pixels(self.model.meta_graph.signature_def[signature_key], tensors)
+        images, widths = tensors[savedmodel.IMAGES_KEY], tensors[savedmodel.WIDTHS_KEY]
+        inputs, outputs = self.model.signature_inputs(signature_key), self.model.signature_outputs(signature_key)
+
+        def run_shard(indices: np.ndarray) -> dict[str, np.ndarray]:
+            width = int(widths[indices].max()) if indices.size else images.shape[2]
+            return self._session_run(outputs, {inputs[savedmodel.IMAGES_KEY]: images[indices, :, :width],
+                                               inputs[savedmodel.WIDTHS_KEY]: widths[indices]})
+
+        return self.shards.run(run_shard, np.arange(len(widths)), widths.tolist())
 
     def run_batch(self, images: np.ndarray, headers: Headers) -> dict[str, np.ndarray]:
         """`serving_default`'s outputs for a batch of images ([N] bytes) and their headers (aocr.serving.batching)."""
@@ -128,6 +110,13 @@ class Version:
             return {key: value[0] for key, value in self.batcher.submit(images.reshape(1), timeout, headers).items()}
         return self.batcher.submit(images, timeout, headers)
 
+    def answer(self, tensors: dict[str, np.ndarray], timeout: float, signature_key: str) -> dict[str, np.ndarray]:
+        """All outputs of a signature for a request's input tensors (named as aocr.serving.inputs.input_types
+        names them): encoded images through predict, pixels through run_pixels."""
+        if takes_pixels(self.model.meta_graph.signature_def[signature_key]):
+            return self.run_pixels(tensors, signature_key)
+        return self.predict(tensors[savedmodel.INPUT_KEY], timeout, signature_key)
+
     def warm_up(self) -> None:
         """Run each signature aocr serve answers once, on a blank image: the first run of a signature pays
         for TensorFlow's graph rewriting and executor set-up (some 300 ms), which no client should."""
@@ -135,11 +124,13 @@ class Version:
         Image.new("L", (64, 32), 255).save(blank, format="PNG")
         images = np.array([blank.getvalue()], dtype=object)
         for key, signature in self.model.meta_graph.signature_def.items():
-            if set(signature.inputs) == {savedmodel.INPUT_KEY}:
-                try:
+            try:
+                if set(signature.inputs) == IMAGE_INPUTS:
                     self.run(images, key)
-                except ServingError as e:  # the export still serves; its first request pays the set-up
-                    log.warning("version %d: warming up %s failed (%s)", self.number, key, e.message)
+                elif takes_pixels(signature):
+                    self.run_pixels(blank_pixels(signature), key)
+            except ServingError as e:  # the export still serves; its first request pays the set-up
+                log.warning("version %d: warming up %s failed (%s)", self.number, key, e.message)
 
     def close(self, timeout: float) -> None:
         """Answer what is queued and let running shards finish (within `timeout` seconds in all), then release

@@ -58,7 +58,7 @@ def one_thread_per_op(config: tf.compat.v1.ConfigProto, shards: int) -> None:
 
 
 class Shards:
-    """Runs `run` over a batch of encoded images as up to `count` shards at once, answers in input order."""
+    """Runs `run` over a batch of images as up to `count` shards at once, answers in input order."""
 
     def __init__(self, count: int) -> None:
         self.count = count
@@ -68,8 +68,9 @@ class Shards:
     def run(self, run: Callable[[np.ndarray], Outputs], images: np.ndarray, aspects: Sequence[float]) -> Outputs:
         """run(images), as one call for a lone image or one shard; otherwise as shards of similar widths.
 
-        images: object [N] of encoded image bytes (another rank runs whole); aspects: [N] their headers'
-        width / height, by which shards are cut (images of one shard are padded to its widest). Every output must have
+        images: [N] of what `run` takes a part of: encoded image bytes, or the indices of decoded images (another
+        rank runs whole); aspects: [N] the images' width / height, or their widths, by which shards are cut
+        (images of one shard are padded to its widest). Every output must have
         the images along its first axis. If a shard fails, the others finish, then its error is raised.
         """
         count = min(self.count, len(images)) if images.ndim == 1 else 1

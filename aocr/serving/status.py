@@ -62,3 +62,8 @@ def invalid(message: str) -> ServingError:
 def not_found(message: str) -> ServingError:
     """NOT_FOUND (HTTP 404)."""
     return ServingError(Code.NOT_FOUND, message)
+
+
+def shape_string(shape: tuple[int, ...] | list[int]) -> str:
+    """A shape as TF Serving prints it: [2,3]."""
+    return "[" + ",".join(map(str, shape)) + "]"
