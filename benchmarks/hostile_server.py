@@ -76,6 +76,7 @@ from common import (  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
 from aocr.core import defaults  # noqa: E402
+from aocr.serving.inputs import MAX_IMAGE_MODEL_PIXELS  # noqa: E402
 from tools import hostile_images  # noqa: E402
 
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # aocr serve's default --max-request-bytes, also its gRPC message limit
@@ -303,7 +304,7 @@ def image_attacks() -> list[Attack]:
 
 def count_attacks() -> list[Attack]:
     """Requests of many images: the per-request limits (images, pixels in all) answer 429."""
-    tiny = hostile_images.gif(1, 1)
+    tiny, streak = hostile_images.gif(1, 1), hostile_images.gif(1000, 1)
     fifty = hostile_images.png_declaring(*FIFTY_MP)
     return [
         rest_attack(f"{TINY_GIFS:,} tiny GIFs to n_best",
@@ -311,6 +312,8 @@ def count_attacks() -> list[Attack]:
         rest_attack(f"{TINY_GIFS:,} tiny GIFs to serving_default", lambda: predict_body(*[tiny] * TINY_GIFS), ("429",)),
         rest_attack("2,000 images declaring 50 MP each", lambda: predict_body(*[fifty] * 2000), ("429",)),
         rest_attack("1,000 images declaring 50 MP each", lambda: predict_body(*[fifty] * 1000), ("400", "429")),
+        rest_attack("1,024 GIFs of 1000x1, as wide as the model reads them", lambda: predict_body(*[streak] * 1024),
+                    ("200",)),
     ]
 
 
@@ -454,14 +457,18 @@ def pixels_request(count: int, width: int, declared_width: int | None = None) ->
 
 
 def pixel_attacks(use_grpc: bool) -> list[Attack]:
-    """The `pixels` signature: the widest image a request can carry (valid: it is read), and tensors that do not
-    hold what they declare or hold too many images."""
+    """The `pixels` signature: the widest image a request can carry, the most of the widest the server takes, and
+    tensors that do not hold what they declare or hold too many images."""
     wide = (MAX_REQUEST_BYTES - 4096) // (4 * PIXELS_HEIGHT)  # as float32 tensor_content
+    widest = MAX_IMAGE_MODEL_PIXELS // PIXELS_HEIGHT
+    most = (MAX_REQUEST_BYTES - 4096) // (4 * PIXELS_HEIGHT * widest)
     attacks = [rest_attack(f"pixels: 1 image {PIXELS_HEIGHT}x{PIXELS_JSON_WIDTH:,} in JSON",
-                           lambda: pixels_json(1, PIXELS_JSON_WIDTH), ("200",))]
+                           lambda: pixels_json(1, PIXELS_JSON_WIDTH))]
     if use_grpc:
         attacks += [
-            grpc_attack(f"gRPC pixels: 1 image {PIXELS_HEIGHT}x{wide:,}", lambda t: pixels_request(1, wide), ("OK",)),
+            grpc_attack(f"gRPC pixels: 1 image {PIXELS_HEIGHT}x{wide:,}", lambda t: pixels_request(1, wide)),
+            grpc_attack(f"gRPC pixels: {most} images {PIXELS_HEIGHT}x{widest:,} (the widest taken)",
+                        lambda t: pixels_request(most, widest), ("OK",)),
             grpc_attack("gRPC pixels: width 10^9 declared, 4 sent", lambda t: pixels_request(1, 1, 10**9)),
             grpc_attack(f"gRPC pixels: {TINY_GIFS:,} images {PIXELS_HEIGHT}x4", lambda t: pixels_request(TINY_GIFS, 4),
                         ("RESOURCE_EXHAUSTED",)),

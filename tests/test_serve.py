@@ -659,7 +659,8 @@ def test_the_pixels_signature_reads_as_serving_default_over_rest_and_grpc(server
     for inputs, code, text in [
         ({"images": too_many, "widths": np.ones(len(too_many), np.int32)}, grpc.StatusCode.RESOURCE_EXHAUSTED,
          "over the limit of 1024"),
-        ({"images": pixels * np.inf, "widths": widths}, grpc.StatusCode.INVALID_ARGUMENT, "NaN or infinite"),
+        ({"images": np.full_like(pixels, np.inf), "widths": widths}, grpc.StatusCode.INVALID_ARGUMENT,
+         "NaN or infinite"),
         ({"images": pixels, "widths": widths.astype(np.int64)}, grpc.StatusCode.INVALID_ARGUMENT,
          "Expects arg[1] to be int32 but int64 is provided"),
     ]:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aocr.serving.servables import check_request_images, load_servable
+from aocr.core import defaults
+from aocr.serving.inputs import check_request_images
+from aocr.serving.servables import load_servable
 from aocr.serving.shards import Shards, cgroup_cpu_limit
 from aocr.serving.status import Code, ServingError
 from tests.conftest import run_aocr
@@ -36,7 +38,11 @@ def widest_first(digits_set):
     return np.array([path.read_bytes() for path in paths], dtype=object)
 
 
-def test_a_sharded_batch_answers_each_image_in_its_place(version, widest_first):
+@pytest.mark.parametrize("budget", [defaults.MAX_RUN_MODEL_PIXELS, 32 * 60 * 3])
+def test_a_sharded_batch_answers_each_image_in_its_place(version, widest_first, budget):
+    """With the default budget the seven images run as three shards; with a budget of a few images, in rounds
+    of three shards."""
+    version.shards.budget = budget
     for signature in ("serving_default", "n_best"):
         alone = [version.run(widest_first[i:i + 1], signature) for i in range(len(widest_first))]
         together = version.run(widest_first, signature)
@@ -47,6 +53,52 @@ def test_a_sharded_batch_answers_each_image_in_its_place(version, widest_first):
                     assert value[i:i + 1].tolist() == answer[key].tolist(), (signature, key, i)
                 else:
                     np.testing.assert_allclose(value[i:i + 1], answer[key], rtol=1e-4, atol=1e-6)
+    version.shards.budget = defaults.MAX_RUN_MODEL_PIXELS
+
+
+def test_many_wide_images_feed_the_model_within_the_budget_at_most_count_at_once():
+    """Shards.run cuts a batch by the pixels the model is fed (each image padded to its shard's widest)."""
+    shards, lock, running, fed = Shards(2, budget=32 * 400), threading.Lock(), [0], []
+
+    def run(indices):
+        with lock:
+            running[0] += 1
+            fed.append((len(indices), max(widths[i] for i in indices), running[0]))
+        with lock:
+            running[0] -= 1
+        return {"output": indices}
+
+    widths = [40, 200, 8, 120, 16, 16, 64, 400, 24, 80]
+    answer = shards.run(run, np.arange(len(widths)), widths, 32)
+    shards.close(timeout=5.0)
+    assert answer["output"].tolist() == list(range(len(widths)))
+    assert sum(count for count, _, _ in fed) == len(widths)
+    assert all(count * widest * 32 <= 32 * 200 or count == 1 for count, widest, _ in fed), fed
+    assert max(at_once for _, _, at_once in fed) <= 2 and len(fed) > 2
+
+
+def test_a_decoded_image_too_wide_for_the_model_is_refused_and_a_batch_of_them_runs_in_parts(version,
+                                                                                               widest_first):
+    from aocr.serving.inputs import MAX_IMAGE_MODEL_PIXELS
+
+    too_wide = MAX_IMAGE_MODEL_PIXELS // 32 + 1
+    with pytest.raises(ServingError) as refused:
+        version.run_pixels({"images": np.zeros([1, 32, too_wide, 1], np.float32),
+                            "widths": np.array([too_wide], np.int32)}, "pixels")
+    assert refused.value.code == Code.INVALID_ARGUMENT
+    assert f"at most {too_wide - 1} pixels wide" in refused.value.message
+    pixels = version.model.signature_inputs("pixels")
+    images, widths = version.model.session.run([pixels["images"], pixels["widths"]],
+                                               {version.model.input_name: widest_first})
+    tensors = {"images": images, "widths": widths}
+    whole = version.run_pixels(tensors, "pixels")
+    version.shards.budget = 32 * 60 * 3
+    try:
+        parts = version.run_pixels(tensors, "pixels")
+    finally:
+        version.shards.budget = defaults.MAX_RUN_MODEL_PIXELS
+    assert parts["output"].tolist() == whole["output"].tolist()
+    np.testing.assert_allclose(parts["probability"], whole["probability"], rtol=1e-4)
 
 
 def test_a_bad_image_fails_its_batch_once_every_shard_is_done_and_the_next_batch_runs(version, widest_first):
@@ -69,7 +121,7 @@ def test_closing_waits_for_a_running_shard_only_as_long_as_it_is_told():
 
     images = np.array([b"quick", b"held"], dtype=object)
     with ThreadPoolExecutor(1) as pool:
-        answer = pool.submit(shards.run, run, images, [1.0, 2.0])  # "held" runs on the shards' own thread
+        answer = pool.submit(shards.run, run, images, [4, 8], 32)  # "held" runs on the shards' own thread
         started = time.monotonic()
         while not shards._in_flight and time.monotonic() - started < 30:
             time.sleep(0.01)

@@ -71,6 +71,11 @@ MAX_REQUEST_BYTES = 10 * 1024 * 1024
 # with a message, and a client should scale it down or crop the text first.
 MAX_REQUEST_IMAGES = 1024
 MAX_REQUEST_PIXELS = 10_000_000
+# What the model is fed at once, in pixels at its own height (each image padded to the widest beside it): the
+# model holds many times the bytes per pixel that decoding does, so a request or batch of many wide images runs
+# in parts of similar widths, one after another, within this budget; and a decoded image sent to the pixels
+# signature may be at most half of it.
+MAX_RUN_MODEL_PIXELS = 500_000
 
 # Training-time augmentation of the decoded images (aocr.data.augment); test, predict and export never augment.
 AUGMENT_LEVELS = ("none", "light", "strong")

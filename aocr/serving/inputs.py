@@ -27,6 +27,7 @@ from aocr.serving.status import Code, ServingError, invalid, shape_string
 SERVED_TYPES = {types_pb2.DT_STRING: np.dtype(object), types_pb2.DT_FLOAT: np.dtype(np.float32),
                 types_pb2.DT_INT32: np.dtype(np.int32)}
 TENSORFLOW_TYPES = {dtype: enum for enum, dtype in SERVED_TYPES.items()}
+MAX_IMAGE_MODEL_PIXELS = defaults.MAX_RUN_MODEL_PIXELS // 2  # of one decoded image: it cannot be run in parts
 IMAGE_INPUTS = frozenset({savedmodel.INPUT_KEY})
 PIXEL_INPUTS = frozenset({savedmodel.IMAGES_KEY, savedmodel.WIDTHS_KEY})
 
@@ -34,6 +35,23 @@ PIXEL_INPUTS = frozenset({savedmodel.IMAGES_KEY, savedmodel.WIDTHS_KEY})
 def takes_pixels(signature: Any) -> bool:
     """The signature (a SignatureDef proto) takes decoded images and their widths, as `pixels` does."""
     return set(signature.inputs) == PIXEL_INPUTS
+
+
+def model_height(meta_graph: Any) -> int:
+    """The height the served model reads images at: its `pixels` signature's H, or the default height for an
+    export without one."""
+    signature = meta_graph.signature_def.get(savedmodel.PIXELS_SIGNATURE)
+    dims = signature.inputs[savedmodel.IMAGES_KEY].tensor_shape.dim if signature is not None else []
+    return dims[1].size if len(dims) == 4 and dims[1].size > 0 else defaults.IMAGE_HEIGHT
+
+
+def model_width(header: ImageHeader | None, height: int) -> int:
+    """The width an encoded image is read at, at `height`, from its header (upright, before the model's own
+    cap on the width, which the server does not know); 0 where the header gives no size."""
+    if header is None or header.width <= 0 or header.height <= 0:
+        return 0
+    width, tall = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
+    return max(4, 4 * round(width * height / tall / 4))
 
 
 def input_types(signature: Any, key: str) -> dict[str, np.dtype]:
@@ -83,7 +101,8 @@ def check_request_images(images: np.ndarray) -> list[ImageHeader]:
 
 def check_pixels(signature: Any, tensors: dict[str, np.ndarray]) -> None:
     """A `pixels` request: images float32 [N, H, W, C] with the signature's H and C, finite; widths int32 [N],
-    each from 1 to W; at most MAX_REQUEST_IMAGES images and MAX_REQUEST_PIXELS pixels (N x H x W)."""
+    each from 1 to W and at most MAX_IMAGE_MODEL_PIXELS / H; at most MAX_REQUEST_IMAGES images and
+    MAX_REQUEST_PIXELS pixels (N x H x W)."""
     images, widths = tensors[savedmodel.IMAGES_KEY], tensors[savedmodel.WIDTHS_KEY]
     declared = [dim.size for dim in signature.inputs[savedmodel.IMAGES_KEY].tensor_shape.dim]  # [-1, H, -1, C]
     if images.ndim != len(declared) or any(size not in (-1, got)
@@ -100,6 +119,10 @@ def check_pixels(signature: Any, tensors: dict[str, np.ndarray]) -> None:
     if outside.size:
         raise invalid(f"{savedmodel.WIDTHS_KEY}[{outside[0]}] is {widths[outside[0]]}: each image's width is "
                       f"from 1 to the tensor's width, {width}")
+    widest = int(np.argmax(widths)) if count else 0
+    if count and widths[widest] * height > MAX_IMAGE_MODEL_PIXELS:
+        raise invalid(f"{savedmodel.WIDTHS_KEY}[{widest}] is {widths[widest]}: an image of {height} rows may be at "
+                      f"most {MAX_IMAGE_MODEL_PIXELS // height} pixels wide; cut it into shorter lines")
     if not np.isfinite(images).all():
         raise invalid(f"tensor {savedmodel.IMAGES_KEY} holds NaN or infinite values; pixels are 0 to 255")
 

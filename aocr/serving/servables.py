@@ -26,7 +26,15 @@ from aocr.core import savedmodel
 from aocr.core.errors import AocrError
 from aocr.core.precision import enable_bfloat16_rewrite
 from aocr.serving.batching import Batcher, BatchOptions, Headers
-from aocr.serving.inputs import IMAGE_INPUTS, blank_pixels, check_pixels, check_request_images, takes_pixels
+from aocr.serving.inputs import (
+    IMAGE_INPUTS,
+    blank_pixels,
+    check_pixels,
+    check_request_images,
+    model_height,
+    model_width,
+    takes_pixels,
+)
 from aocr.serving.shards import Shards, cpu_shards, one_thread_per_op
 from aocr.serving.status import Code, ServingError, invalid, not_found
 
@@ -73,9 +81,9 @@ class Version:
         headers: the images' headers in the order of images.reshape(-1), where check_request_images read them."""
         headers = check_request_images(images) if headers is None else headers
         outputs = self.model.signature_outputs(signature_key)  # every such signature reads the one image input
-        aspects = [header.width / max(header.height, 1) if header else 0.0 for header in headers]
+        height = model_height(self.model.meta_graph)
         return self.shards.run(lambda shard: self._session_run(outputs, {self.model.input_name: shard}),
-                               images, aspects)
+                               images, [model_width(header, height) for header in headers], height)
 
     def run_pixels(self, tensors: dict[str, np.ndarray], signature_key: str) -> dict[str, np.ndarray]:
         """All outputs of a signature that takes images [N, H, W, C] and widths [N] (aocr.serving.inputs), in one
@@ -89,7 +97,7 @@ class Version:
             return self._session_run(outputs, {inputs[savedmodel.IMAGES_KEY]: images[indices, :, :width],
                                                inputs[savedmodel.WIDTHS_KEY]: widths[indices]})
 
-        return self.shards.run(run_shard, np.arange(len(widths)), widths.tolist())
+        return self.shards.run(run_shard, np.arange(len(widths)), widths.tolist(), images.shape[1])
 
     def run_batch(self, images: np.ndarray, headers: Headers) -> dict[str, np.ndarray]:
         """`serving_default`'s outputs for a batch of images ([N] bytes) and their headers (aocr.serving.batching)."""

@@ -16,6 +16,7 @@ imports no model or export code.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -220,8 +221,25 @@ def stop_on_signals(rest_server: Any) -> threading.Event:
     return stopping
 
 
+# glibc's M_MMAP_THRESHOLD: allocations from this size on get pages of their own, given back when freed.
+MALLOC_MMAP_THRESHOLD = -3
+LARGE_ALLOCATION_BYTES = 1024 * 1024
+
+
+def give_back_large_blocks() -> None:
+    """Make glibc hand the memory of large tensors back to the system when they are freed. By default it raises
+    its threshold for that after the first large block is freed, and from then on keeps what a large request's
+    tensors held in its heaps, so the server's resident memory stays at the high mark of the largest request.
+    Elsewhere than glibc, nothing is done."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(MALLOC_MMAP_THRESHOLD, LARGE_ALLOCATION_BYTES)
+    except (OSError, AttributeError):
+        log.debug("no glibc: the allocator keeps its own thresholds")
+
+
 def serve(options: ServeOptions) -> int:
     """Serve until SIGTERM or SIGINT, then drain and exit 0."""
+    give_back_large_blocks()
     labels = parse_labels(options.version_labels or [])
     batching = batch_options(options)
     precision = serving_precision(options.precision)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from aocr.core import defaults
+
 Outputs = dict[str, np.ndarray]
 
 
@@ -57,38 +59,59 @@ def one_thread_per_op(config: tf.compat.v1.ConfigProto, shards: int) -> None:
         config.inter_op_parallelism_threads = shards
 
 
+def cut_by_cost(order: np.ndarray, widths: Sequence[float], height: int, budget: float) -> list[np.ndarray]:
+    """`order` (image indices, narrowest first) cut into consecutive parts whose images, padded to the part's
+    widest, hold at most `budget` pixels at `height` (an image over it alone)."""
+    parts, start = [], 0
+    for end in range(1, len(order) + 1):
+        if end < len(order) and (end + 1 - start) * widths[order[end]] * height <= budget:
+            continue
+        parts.append(order[start:end])
+        start = end
+    return parts
+
+
 class Shards:
     """Runs `run` over a batch of images as up to `count` shards at once, answers in input order."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, budget: int = defaults.MAX_RUN_MODEL_PIXELS) -> None:
         self.count = count
+        self.budget = budget  # pixels at the model's height, of all shards at once (padding included)
         self._pool = ThreadPoolExecutor(count - 1, thread_name_prefix="aocr-shard") if count > 1 else None
         self._in_flight: set[Future] = set()
 
-    def run(self, run: Callable[[np.ndarray], Outputs], images: np.ndarray, aspects: Sequence[float]) -> Outputs:
-        """run(images), as one call for a lone image or one shard; otherwise as shards of similar widths.
+    def run(self, run: Callable[[np.ndarray], Outputs], images: np.ndarray, widths: Sequence[float],
+            height: int) -> Outputs:
+        """run(images), as one call for a lone image; otherwise in shards of similar widths, up to `count` at once.
 
         images: [N] of what `run` takes a part of: encoded image bytes, or the indices of decoded images (another
-        rank runs whole); aspects: [N] the images' width / height, or their widths, by which shards are cut
-        (images of one shard are padded to its widest). Every output must have
-        the images along its first axis. If a shard fails, the others finish, then its error is raised.
+        rank runs whole); widths: [N] each image's width as the model reads it at `height`, by which the images
+        are cut: into `count` shards, and further where a shard would feed the model more than budget / count
+        pixels (images padded to the shard's widest), those run `count` at a time. Every output must have the
+        images along its first axis. If a shard fails, the others of its round finish, then its error is raised.
         """
-        count = min(self.count, len(images)) if images.ndim == 1 else 1
-        if count <= 1 or self._pool is None:
+        if images.ndim != 1 or len(images) <= 1:
             return run(images)
-        order = np.argsort(aspects, kind="stable")
-        parts = np.array_split(order, count)
-        pending = [self._pool.submit(run, images[part]) for part in parts[1:]]
+        order = np.argsort(widths, kind="stable")
+        parts = [part for share in np.array_split(order, min(self.count, len(images)))
+                 for part in cut_by_cost(share, widths, height, self.budget / self.count)]
+        results = []
+        for start in range(0, len(parts), self.count):
+            results += self._run_together(run, [images[part] for part in parts[start:start + self.count]])
+        in_input_order = np.argsort(np.concatenate(parts), kind="stable")
+        return {key: np.concatenate([result[key] for result in results])[in_input_order] for key in results[0]}
+
+    def _run_together(self, run: Callable[[np.ndarray], Outputs], shards: list[np.ndarray]) -> list[Outputs]:
+        """run(shard) for each shard at once: the first in this thread, the others on the pool."""
+        pending = [self._pool.submit(run, shard) for shard in shards[1:]] if self._pool else []
         for future in pending:
             self._in_flight.add(future)
             future.add_done_callback(self._in_flight.discard)
         try:
-            first = run(images[parts[0]])
+            first = run(shards[0])
         finally:  # a failed shard's error waits for the others to be done with the session
             wait(pending)
-        results = [first, *(future.result() for future in pending)]
-        in_input_order = np.argsort(order, kind="stable")
-        return {key: np.concatenate([result[key] for result in results])[in_input_order] for key in results[0]}
+        return [first, *(future.result() for future in pending)]
 
     def close(self, timeout: float) -> bool:
         """Stop the threads once the running shards are done, waiting at most `timeout` seconds for them;
