@@ -13,27 +13,33 @@ from aocr.serving.status import ServingError
 from tools import hostile_images
 
 JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+KEYS = st.sampled_from(["input", "b64", "images", "widths", "x"])
 JSON_VALUES = st.recursive(JSON_LEAVES | st.fixed_dictionaries({"b64": st.text(max_size=12)}),
                            lambda children: st.lists(children, max_size=4)
-                           | st.dictionaries(st.sampled_from(["input", "b64", "images", "x"]), children, max_size=3),
+                           | st.dictionaries(KEYS, children, max_size=3),
                            max_leaves=20)
 BODIES = st.fixed_dictionaries({}, optional={"instances": JSON_VALUES, "inputs": JSON_VALUES,
                                              "signature_name": JSON_VALUES})
 
 
-def parse_request(raw: bytes) -> dict[str, np.ndarray]:
+# The inputs of the two kinds of signature aocr serve feeds (aocr.serving.inputs): encoded images, and pixels.
+SIGNATURE_TYPES = [{"input": np.dtype(object)}, {"images": np.dtype(np.float32), "widths": np.dtype(np.int32)}]
+
+
+def parse_request(raw: bytes, types: dict[str, np.dtype]) -> dict[str, np.ndarray]:
     doc = parse_body(raw)
     signature_name(doc)
-    return request_tensors(doc, ["input"])[1]
+    return request_tensors(doc, types)[1]
 
 
 def assert_tensors_or_a_4xx(raw: bytes) -> None:
-    try:
-        tensors = parse_request(raw)
-    except ServingError as e:
-        assert 400 <= e.http_status < 500, (e.http_status, e.message)
-        return
-    assert set(tensors) == {"input"} and tensors["input"].dtype == object
+    for types in SIGNATURE_TYPES:
+        try:
+            tensors = parse_request(raw, types)
+        except ServingError as e:
+            assert 400 <= e.http_status < 500, (e.http_status, e.message)
+            continue
+        assert {name: tensor.dtype for name, tensor in tensors.items()} == types
 
 
 @settings(max_examples=300, deadline=None)
