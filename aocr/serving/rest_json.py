@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,23 @@ DEBUG_STRING_BYTES = 256
 
 
 Types = dict[str, np.dtype]  # input name -> the NumPy type of its tensor
-TYPE_NAMES = {np.dtype(np.float32): "float", np.dtype(np.int32): "int32"}  # as TF's DataTypeString names them
+
+
+@dataclass(frozen=True)
+class NumberType:
+    """A numeric input type as JSON carries it: TF's name for it, the JSON numbers it takes, its range."""
+
+    name: str  # as TF's DataTypeString names it
+    kinds: tuple[type, ...]
+    low: int | float
+    high: int | float
+
+
+NUMBER_TYPES = {
+    np.dtype(np.float32): NumberType("float", (int, float), float(np.finfo(np.float32).min),
+                                     float(np.finfo(np.float32).max)),
+    np.dtype(np.int32): NumberType("int32", (int,), np.iinfo(np.int32).min, np.iinfo(np.int32).max),
+}
 
 # Dimensions a request's tensor may have (numpy allows 64; the image inputs take one).
 MAX_RANK = 32
@@ -109,15 +127,13 @@ def dense_shape(value: Any) -> list[int]:
     return shape
 
 
-def leaf_number(value: Any, dtype: np.dtype) -> int | float:
-    """One DT_FLOAT or DT_INT32 element: a JSON number (an integer for DT_INT32, within its range)."""
-    name = TYPE_NAMES[dtype]
-    is_number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not is_number or (dtype.kind == "i" and not isinstance(value, int)):
-        raise invalid(f"JSON Value: {debug_string(value)} Type: {json_type(value)} is not of expected type: {name}")
-    limits = np.iinfo(dtype) if dtype.kind == "i" else np.finfo(dtype)
-    if not float(limits.min) <= value <= float(limits.max):  # NaN and infinities too (json reads NaN, Infinity)
-        raise invalid(f"JSON Value: {debug_string(value)} is out of range for {name}")
+def leaf_number(value: Any, number: NumberType) -> int | float:
+    """One DT_FLOAT or DT_INT32 element: a JSON number of the type's kinds, within its range."""
+    if isinstance(value, bool) or not isinstance(value, number.kinds):
+        raise invalid(f"JSON Value: {debug_string(value)} Type: {json_type(value)} is not of expected type: "
+                      f"{number.name}")
+    if not number.low <= value <= number.high:  # NaN and infinities too (Python's json reads NaN, Infinity)
+        raise invalid(f"JSON Value: {debug_string(value)} is out of range for {number.name}")
     return value
 
 
@@ -127,7 +143,7 @@ def json_tensor(value: Any, dtype: np.dtype) -> np.ndarray:
     shape = dense_shape(value)
     if len(shape) > MAX_RANK:
         raise invalid(f"JSON value nested {len(shape)} lists deep; a tensor has at most {MAX_RANK} dimensions here")
-    leaf = leaf_bytes if dtype.kind == "O" else lambda item: leaf_number(item, dtype)
+    leaf = leaf_bytes if dtype.kind == "O" else functools.partial(leaf_number, number=NUMBER_TYPES[dtype])
     flat: list[Any] = []
 
     def fill(item: Any, level: int) -> None:

@@ -10,6 +10,7 @@ latest (highest) loaded version. The error texts are TF Serving's, so a client s
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import re
@@ -63,6 +64,11 @@ class Version:
     shards: Shards = field(default_factory=lambda: Shards(1))
     batcher: Batcher | None = None
 
+    @functools.cached_property
+    def height(self) -> int:
+        """The height the model reads images at (aocr.serving.inputs.model_height)."""
+        return model_height(self.model.meta_graph)
+
     @property
     def signature(self) -> Any:  # a SignatureDef proto
         """The `serving_default` SignatureDef."""
@@ -81,9 +87,8 @@ class Version:
         headers: the images' headers in the order of images.reshape(-1), where check_request_images read them."""
         headers = check_request_images(images) if headers is None else headers
         outputs = self.model.signature_outputs(signature_key)  # every such signature reads the one image input
-        height = model_height(self.model.meta_graph)
         return self.shards.run(lambda shard: self._session_run(outputs, {self.model.input_name: shard}),
-                               images, [model_width(header, height) for header in headers], height)
+                               images, [model_width(header, self.height) for header in headers], self.height)
 
     def run_pixels(self, tensors: dict[str, np.ndarray], signature_key: str) -> dict[str, np.ndarray]:
         """All outputs of a signature that takes images [N, H, W, C] and widths [N] (aocr.serving.inputs), in one
