@@ -6,6 +6,7 @@ exports contain, so all three answer alike.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import itertools
 import logging
@@ -114,7 +115,7 @@ def _in_graph(value: Any, graph: tf.Graph) -> Any:
     return value
 
 
-class BatchReader:
+class BatchReader(abc.ABC):
     """Encoded images read in batches of similar width, an image that does not decode answered alone: what a
     model dir's Recognizer and an export's ExportedRecognizer (aocr.inference.exported) share.
 
@@ -123,9 +124,9 @@ class BatchReader:
 
     max_pixels = defaults.MAX_IMAGE_PIXELS  # an image declaring more is answered with why, not decoded
 
+    @abc.abstractmethod
     def run_batch(self, images: Sequence[bytes]) -> list[Result]:
         """One session run over images; raises tf.errors.InvalidArgumentError if one does not decode."""
-        raise NotImplementedError
 
     def recognize(self, images: Sequence[bytes], batch_size: int) -> list[Result | Unreadable]:
         """Results in input order, batching images of similar width together.
@@ -166,9 +167,9 @@ class BatchReader:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @abc.abstractmethod
     def close(self) -> None:
         """Release the session."""
-        raise NotImplementedError
 
 
 class Recognizer(BatchReader):
