@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aocr.core import defaults
-from aocr.core.params import FLAG_OF, Decoding
+from aocr.core import defaults, options
+from aocr.core.params import Decoding
 from aocr.core.precision import inference_precision
 
 
@@ -18,16 +18,11 @@ class ShapeFlag:
     """One ModelParams field as the command line sets it."""
 
     field: str  # the ModelParams field
-    flag: str  # the flag(s) that set it, as messages name them (aocr.core.params.FLAG_OF)
     read: Callable[[argparse.Namespace], Any]  # args -> the value the user gave, or None when not given
 
 
-def _value_of(dest: str) -> Callable[[argparse.Namespace], Any]:
-    return lambda args: getattr(args, dest, None)
-
-
-def _when_set(dest: str, value: Any) -> Callable[[argparse.Namespace], Any]:
-    return lambda args: value if getattr(args, dest, None) else None
+def _value_of(key: str) -> Callable[[argparse.Namespace], Any]:
+    return lambda args: getattr(args, key, None)
 
 
 def _charset_given(args: argparse.Namespace) -> str | None:
@@ -42,25 +37,12 @@ def _force_uppercase_given(args: argparse.Namespace) -> bool | None:
     return False if getattr(args, "no_force_uppercase", None) or getattr(args, "full_ascii", None) else None
 
 
-def _row(field: str, read: Callable[[argparse.Namespace], Any]) -> ShapeFlag:
-    return ShapeFlag(field, FLAG_OF[field], read)
-
-
-# The one table of flag <-> ModelParams field; aocr.cli.parser defines the flags themselves.
+# Every ModelParams field a flag sets: one row per aocr.core.options row of the shape, and the charset's two, whose
+# flags exclude each other and --full-ascii sets both.
 SHAPE_FLAGS = (
-    _row("max_width", _value_of("max_width")),
-    _row("max_height", _value_of("max_height")),
-    _row("max_prediction", _value_of("max_prediction")),
-    _row("charset", _charset_given),
-    _row("force_uppercase", _force_uppercase_given),
-    _row("channels", _when_set("color", 3)),
-    _row("attn_num_hidden", _value_of("attn_num_hidden")),
-    _row("attn_num_layers", _value_of("attn_num_layers")),
-    _row("use_gru", _when_set("use_gru", True)),
-    _row("target_embedding_size", _value_of("target_embedding_size")),
-    _row("image_height", _value_of("image_height")),
-    _row("cnn", _value_of("cnn")),
-    _row("decoder", _value_of("model_decoder")),
+    *(ShapeFlag(row.field, _value_of(row.key)) for row in (*options.SHAPE, options.MODEL_DECODER)),
+    ShapeFlag("charset", _charset_given),
+    ShapeFlag("force_uppercase", _force_uppercase_given),
 )
 
 

@@ -28,7 +28,7 @@ def _cell(text: str) -> str:
 
 
 def _default(action: argparse.Action) -> str:
-    if action.default in (None, argparse.SUPPRESS) or isinstance(action, argparse._StoreTrueAction):
+    if action.default in (None, argparse.SUPPRESS) or isinstance(action, argparse._StoreConstAction):
         return ""
     return f"`{action.default}`"
 

@@ -63,6 +63,8 @@ FULL_ASCII_CHARSET = "".join(chr(code) for code in range(32, 127))
 SERVE_HOST = "127.0.0.1"
 SERVE_PORT = 8501
 SERVE_MODEL_NAME = "aocr"
+SERVE_MAX_BATCH_SIZE = 32  # images in one batch of aocr serve; a larger request is split
+SERVE_BATCH_THREADS = 1
 MAX_REQUEST_BYTES = 10 * 1024 * 1024
 # What one request to aocr serve may ask for: images, and pixels declared by their headers, for each image and
 # for all of them together; a batch gathered from several requests keeps to the same pixel budget. Decoding and

@@ -14,33 +14,12 @@ from aocr.core import defaults
 from aocr.core.charset import Charset
 from aocr.core.errors import AocrError
 from aocr.core.files import join, read_bytes, write_bytes_atomic
+from aocr.core.options import AUTO, FLAG_OF
 
 PARAMS_FILE = "params.json"
 # The format of params.json. 1 (files without the field): written before the CNN was a choice, so
 # their models have the original aocr's network; 2 adds "cnn"; 3 adds "decoder" (older files: "attention").
 FORMAT_VERSION = 3
-
-# The value a user can give for a size or the charset to have it taken from the training data.
-AUTO = "auto"
-
-
-# Each ModelParams field -> the flag(s) that set it, as messages name them (aocr.cli.flags reads the flags).
-FLAG_OF = {
-    "max_width": "--max-width",
-    "max_height": "--max-height",
-    "max_prediction": "--max-prediction",
-    "charset": "--charset/--full-ascii",
-    "force_uppercase": "--force-uppercase/--no-force-uppercase/--full-ascii",
-    "channels": "--color",
-    "attn_num_hidden": "--attn-num-hidden",
-    "attn_num_layers": "--attn-num-layers",
-    "use_gru": "--use-gru",
-    "target_embedding_size": "--target-embedding-size",
-    "image_height": "--image-height",
-    "cnn": "--cnn",
-    "decoder": "--decoder",
-}
-
 
 @dataclass(frozen=True)
 class Decoding:

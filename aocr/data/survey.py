@@ -23,13 +23,12 @@ from aocr.core import defaults
 from aocr.core.charset import Charset, charset_from_text, find_bad_char, normalize_label, uppercase_by_default
 from aocr.core.errors import AocrError
 from aocr.core.images import BadImage, image_size
-from aocr.core.params import FLAG_OF
+from aocr.core.options import AUTO, FLAG_OF
 from aocr.data.annotations import read_utf8
 from aocr.data.records import iter_records
 
 log = logging.getLogger("aocr")
 
-AUTO = "auto"  # the word the command line passes through (aocr.core.params.AUTO)
 # Image sizes come from at most this many records, spread evenly over the files: enough for a
 # steady 99th percentile (200 images above it), few enough to take about a second.
 SIZE_SAMPLE = 20000

@@ -67,9 +67,9 @@ class ServeOptions:
     version_labels: tuple[str, ...] = ()  # "LABEL=VERSION", as --version-label takes them
     max_request_bytes: int = defaults.MAX_REQUEST_BYTES
     enable_batching: bool = True
-    max_batch_size: int = 32
+    max_batch_size: int = defaults.SERVE_MAX_BATCH_SIZE
     batch_timeout_micros: int | None = None  # None: the adaptive wait
-    num_batch_threads: int = 1
+    num_batch_threads: int = defaults.SERVE_BATCH_THREADS
     precision: str = defaults.INFERENCE_PRECISIONS[0]  # "auto", "float32" or "bfloat16" (aocr.core.precision)
 
 

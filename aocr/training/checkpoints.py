@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from aocr.core import params as model_params
 from aocr.core.files import join, link_or_copy, read_bytes, write_bytes_atomic
+from aocr.core.options import FLAG_OF
 from aocr.core.params import ModelParams
 from aocr.core.session import BEST_SCORE_FILE, best_dir
 from aocr.inference.metrics import Accuracy
@@ -32,9 +33,9 @@ log = logging.getLogger("aocr")
 TRAINING_FILE = "training.json"
 
 # The settings training.json records, by the flag that sets each (aocr.training.trainer.TrainConfig.run_settings).
-SETTING_FLAGS = {"augment": "--augment", "validation_split": "--validation-split", "validation": "--validation",
-                 "batch_size": "--batch-size", "optimizer": "--optimizer",
-                 "initial_learning_rate": "--initial-learning-rate"}
+SETTING_FLAGS = {setting: FLAG_OF[field] for setting, field in (
+    ("augment", "augment"), ("validation_split", "validation_split"), ("validation", "validation"),
+    ("batch_size", "batch_size"), ("optimizer", "optimizer"), ("initial_learning_rate", "learning_rate"))}
 
 Parsed = TypeVar("Parsed")
 

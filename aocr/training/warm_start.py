@@ -16,7 +16,8 @@ import tensorflow as tf
 from aocr.core import params as model_params
 from aocr.core.charset import FIRST_CHAR_ID
 from aocr.core.errors import AocrError
-from aocr.core.params import FLAG_OF, ModelParams
+from aocr.core.options import FLAG_OF
+from aocr.core.params import ModelParams
 from aocr.core.session import choose_checkpoint
 
 tf1 = tf.compat.v1
