@@ -18,7 +18,6 @@ from aocr.inference.metrics import Coverage
 from aocr.inference.recognizer import Recognizer
 from aocr.model.beam import beam_decode
 from aocr.model.model import build_model, encode
-from tests.conftest import run_aocr
 
 tf1 = tf.compat.v1
 
@@ -121,10 +120,10 @@ def test_n_best_candidates_are_distinct_and_ordered_best_first(trained_model, pa
         assert all(0.0 < p <= 1.0 for c in result.candidates for p in c.char_probabilities)
 
 
-def test_predict_jsonl_prints_candidates_with_per_character_probabilities(trained_model, digits_set):
+def test_predict_jsonl_prints_candidates_with_per_character_probabilities(trained_model, digits_set, aocr_main):
     paths = [str(p) for p in digits_set.images[:8]]
     flags = ["--model-dir", str(trained_model), "--format", "jsonl", "--beam-width", "5"]
-    result = run_aocr("predict", *paths, *flags, "--n-best", "3", cwd=trained_model.parent)
+    result = aocr_main("predict", *paths, *flags, "--n-best", "3")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["path"] for line in lines] == paths
@@ -167,8 +166,8 @@ def test_export_answers_n_best_and_stores_its_beam_width(trained_model, params, 
     assert list(best) == list(texts[:, 0])
 
 
-def test_test_reports_the_coverage_of_each_probability_threshold(trained_model, params, digits_set):
-    result = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(trained_model), cwd=trained_model.parent)
+def test_test_reports_the_coverage_of_each_probability_threshold(trained_model, params, digits_set, aocr_main):
+    result = aocr_main("test", str(digits_set.tfrecords), "--model-dir", str(trained_model))
     assert result.returncode == 0, result.stderr
     coverage = Coverage()
     recognizer = Recognizer.load(str(trained_model), params)
@@ -212,19 +211,19 @@ def test_a_lexicon_confines_the_answers_to_its_words(trained_model, params, digi
 
 
 def test_lexicon_words_the_model_cannot_answer_are_named_and_an_empty_lexicon_is_refused(trained_model, digits_set,
-                                                                                         lexicon, tmp_path):
+                                                                                         lexicon, tmp_path, aocr_main):
     image = str(digits_set.images[0])
-    result = run_aocr("predict", image, "--model-dir", str(trained_model), "--lexicon", str(lexicon), cwd=tmp_path)
+    result = aocr_main("predict", image, "--model-dir", str(trained_model), "--lexicon", str(lexicon))
     assert result.returncode == 0, result.stderr
     assert "2 words skipped" in result.stderr and "'12A4'" in result.stderr and "'123456'" in result.stderr
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
-    refused = run_aocr("predict", image, "--model-dir", str(trained_model), "--lexicon", str(empty), cwd=tmp_path)
+    refused = aocr_main("predict", image, "--model-dir", str(trained_model), "--lexicon", str(empty))
     assert refused.returncode == 1 and refused.stdout == ""
     assert "empty.txt" in refused.stderr and "no word" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_answers_forced_onto_a_lexicon_word_are_flagged(trained_model, params, digits_set, lexicon, tmp_path):
+def test_answers_forced_onto_a_lexicon_word_are_flagged(trained_model, params, digits_set, lexicon, aocr_main):
     words = set(digits_set.labels[:100])
     outside = [path for path, label in zip(digits_set.images[100:], digits_set.labels[100:], strict=True)
                if label not in words][:20]
@@ -235,8 +234,8 @@ def test_answers_forced_onto_a_lexicon_word_are_flagged(trained_model, params, d
     assert sum(result.outside_lexicon for result in forced) >= 15
     inside = answers(trained_model, params, decoding, [path.read_bytes() for path in digits_set.images[:40]])
     assert sum(result.outside_lexicon for result in inside) <= 2
-    printed = run_aocr("predict", *map(str, outside[:3]), "--model-dir", str(trained_model), "--lexicon", str(lexicon),
-                       "--format", "jsonl", cwd=tmp_path)
+    printed = aocr_main("predict", *map(str, outside[:3]), "--model-dir", str(trained_model), "--lexicon", str(lexicon),
+                        "--format", "jsonl")
     lines = [json.loads(line) for line in printed.stdout.splitlines()]
     assert [line["outside_lexicon"] for line in lines] == [result.outside_lexicon for result in forced[:3]]
     assert [line["unconstrained"]["text"] for line in lines] == [result.text for result in greedy[:3]]

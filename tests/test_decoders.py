@@ -107,10 +107,10 @@ def test_ctc_beam_search_answers_distinct_candidates_best_first(trained_model, d
         assert result.char_probabilities == pytest.approx([share] * len(texts[0]), rel=1e-4)
 
 
-def test_training_records_the_reading_that_validated_best_and_test_uses_it(trained_model, digits_set):
+def test_training_records_the_reading_that_validated_best_and_test_uses_it(trained_model, digits_set, aocr_main):
     chosen = json.loads(Path(best_dir(str(trained_model)), BEST_SCORE_FILE).read_text())["decoder"]
     assert chosen in ("attention", "ctc")
-    tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(trained_model), "--log-path", "")
+    tested = aocr_main("test", str(digits_set.tfrecords), "--model-dir", str(trained_model))
     assert tested.returncode == 0, tested.stderr
     assert f"reading with the {chosen} decoder (it scored best in validation)" in tested.stderr
 
@@ -124,21 +124,20 @@ def ctc_model(digits_set, tmp_path_factory):
     return model_dir
 
 
-def test_a_ctc_model_has_no_attention_decoder_and_refuses_to_read_with_one(ctc_model, digits_set):
+def test_a_ctc_model_has_no_attention_decoder_and_refuses_to_read_with_one(ctc_model, digits_set, aocr_main):
     assert model_params.require(str(ctc_model)).decoder == "ctc"
     names = [name for name, _ in tf.train.list_variables(str(ctc_model))]
     assert any(name.startswith("ctc/") for name in names) and not any(name.startswith("decoder/") for name in names)
     for decoder in ("attention", "joint"):
-        refused = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(ctc_model), "--decoder", decoder,
-                           "--log-path", "")
+        refused = aocr_main("test", str(digits_set.tfrecords), "--model-dir", str(ctc_model), "--decoder", decoder)
         assert refused.returncode != 0 and "has only its CTC head" in refused.stderr
         assert "Traceback" not in refused.stderr
 
 
-def test_an_export_stores_its_reading(ctc_model, trained_model, tmp_path):
+def test_an_export_stores_its_reading(ctc_model, trained_model, tmp_path, aocr_main):
     for model_dir, flags, decoder in [(ctc_model, [], "ctc"), (trained_model, ["--decoder", "joint"], "joint")]:
         export_dir = tmp_path / decoder
-        exported = run_aocr("export", str(export_dir), "--model-dir", str(model_dir), *flags, "--log-path", "")
+        exported = aocr_main("export", str(export_dir), "--model-dir", str(model_dir), *flags)
         assert exported.returncode == 0, exported.stderr
         loaded = savedmodel.load(savedmodel.version_path(str(export_dir), savedmodel.versions(str(export_dir))[-1]))
         try:
@@ -147,9 +146,8 @@ def test_an_export_stores_its_reading(ctc_model, trained_model, tmp_path):
             loaded.close()
 
 
-def test_a_ctc_model_exported_to_tflite_reads_as_predict_does(ctc_model, digits_set, tmp_path):
-    exported = run_aocr("export", str(tmp_path / "lite"), "--format", "tflite", "--model-dir", str(ctc_model),
-                        "--log-path", "")
+def test_a_ctc_model_exported_to_tflite_reads_as_predict_does(ctc_model, digits_set, tmp_path, aocr_main):
+    exported = aocr_main("export", str(tmp_path / "lite"), "--format", "tflite", "--model-dir", str(ctc_model))
     assert exported.returncode == 0, exported.stderr
     images = [path.read_bytes() for path in digits_set.images[:8]]
     answers = read_tflite(str(tmp_path / "lite" / "model.tflite"), images,

@@ -119,15 +119,14 @@ def test_versions_are_numbered_and_never_overwritten(trained_model, tmp_path, ao
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["1", "2", "7"]
 
 
-def test_export_with_a_contradicting_flag_is_refused(trained_model, tmp_path):
-    result = run_aocr("export", str(tmp_path / "exp"), "--model-dir", str(trained_model), "--max-width", "160",
-                      cwd=tmp_path)
+def test_export_with_a_contradicting_flag_is_refused(trained_model, tmp_path, aocr_main):
+    result = aocr_main("export", str(tmp_path / "exp"), "--model-dir", str(trained_model), "--max-width", "160")
     assert result.returncode != 0 and "--max-width" in result.stderr
     assert not (tmp_path / "exp").exists()
 
 
-def test_export_without_a_model_says_how_to_get_one(tmp_path):
-    result = run_aocr("export", str(tmp_path / "exp"), "--model-dir", str(tmp_path / "none"), cwd=tmp_path)
+def test_export_without_a_model_says_how_to_get_one(tmp_path, aocr_main):
+    result = aocr_main("export", str(tmp_path / "exp"), "--model-dir", str(tmp_path / "none"))
     assert result.returncode != 0 and "aocr train" in result.stderr and "Traceback" not in result.stderr
 
 

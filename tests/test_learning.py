@@ -147,32 +147,31 @@ def best_model(digits_set, tmp_path_factory):
     return model_dir, result.stderr
 
 
-def test_early_stopping_stops_and_test_uses_the_best_checkpoint(best_model, digits_set):
+def test_early_stopping_stops_and_test_uses_the_best_checkpoint(best_model, digits_set, aocr_main):
     model_dir, log = best_model
     assert "held out for validation" in log and "stopping early (--patience)" in log
     stopped = int(re.search(r"stopped at step (\d+)", log).group(1))
     assert stopped < 20
     best = load_best_score(str(model_dir))
     assert best is not None
-    tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(model_dir), cwd=model_dir.parent)
+    tested = aocr_main("test", str(digits_set.tfrecords), "--model-dir", str(model_dir))
     assert tested.returncode == 0, tested.stderr
     assert f"best validated checkpoint, {model_dir}/best/model.ckpt-{best.step}" in tested.stderr
-    latest = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(model_dir), "--checkpoint", "latest",
-                      cwd=model_dir.parent)
+    latest = aocr_main("test", str(digits_set.tfrecords), "--model-dir", str(model_dir), "--checkpoint", "latest")
     assert f"latest checkpoint, {model_dir}/model.ckpt-{stopped}" in latest.stderr
 
 
-def test_init_from_starts_a_new_charset_from_a_trained_model(trained_model, digits_set, tmp_path):
-    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "tuned"), "--init-from",
-                      str(trained_model), "--charset", "0123456789X", "--max-steps", "2", "--batch-size", "8",
-                      "--max-width", "120", "--max-height", "32", "--max-prediction", "4", cwd=tmp_path)
+def test_init_from_starts_a_new_charset_from_a_trained_model(trained_model, digits_set, tmp_path, aocr_main):
+    result = aocr_main("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "tuned"), "--init-from",
+                       str(trained_model), "--charset", "0123456789X", "--max-steps", "2", "--batch-size", "8",
+                       "--max-width", "120", "--max-height", "32", "--max-prediction", "4")
     assert result.returncode == 0, result.stderr
     assert "10 of this model's 11 characters carried, 1 new" in result.stderr
     assert "training from step 0" in result.stderr
     assert "rises to its full value over the first 100 steps" in result.stderr
 
     def words(model_dir: Path) -> float:
-        tested = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(model_dir), cwd=tmp_path)
+        tested = aocr_main("test", str(digits_set.tfrecords), "--model-dir", str(model_dir))
         return float(re.search(r"word accuracy: ([\d.]+)%", tested.stderr).group(1))
 
     # Two steps from the trained model keep what it reads (from scratch they read nothing; without
@@ -180,17 +179,17 @@ def test_init_from_starts_a_new_charset_from_a_trained_model(trained_model, digi
     assert words(tmp_path / "tuned") >= words(trained_model) - 3.0
 
 
-def test_init_from_a_model_of_another_size_names_both_values(trained_model, digits_set, tmp_path):
-    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "other"), "--init-from",
-                      str(trained_model), "--attn-num-hidden", "32", "--max-steps", "1", cwd=tmp_path)
+def test_init_from_a_model_of_another_size_names_both_values(trained_model, digits_set, tmp_path, aocr_main):
+    result = aocr_main("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "other"), "--init-from",
+                       str(trained_model), "--attn-num-hidden", "32", "--max-steps", "1")
     assert result.returncode != 0
     assert "--attn-num-hidden" in result.stderr and "64" in result.stderr and "32" in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_max_minutes_stops_training(digits_set, tmp_path):
-    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "m"), *TINY_SHAPE,
-                      "--batch-size", "4", "--max-minutes", "0.02", "--steps-per-checkpoint", "100000", cwd=tmp_path)
+def test_max_minutes_stops_training(digits_set, tmp_path, aocr_main):
+    result = aocr_main("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "m"), *TINY_SHAPE,
+                       "--batch-size", "4", "--max-minutes", "0.02", "--steps-per-checkpoint", "100000")
     assert result.returncode == 0, result.stderr
     assert "--max-minutes reached" in result.stderr
     assert int(re.search(r"stopped at step (\d+)", result.stderr).group(1)) < 1000
@@ -226,9 +225,9 @@ SMALLEST = ["--max-width", "120", "--max-height", "32", "--max-prediction", "4",
             "--attn-num-layers", "1"]
 
 
-def test_a_split_leaving_less_than_a_batch_is_an_error_before_training(digits_set, tmp_path):
-    result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", *SMALLEST, "--batch-size", "195",
-                      "--validation-split", "0.05", "--max-steps", "2", cwd=tmp_path)
+def test_a_split_leaving_less_than_a_batch_is_an_error_before_training(digits_set, tmp_path, aocr_main):
+    result = aocr_main("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "m"), *SMALLEST,
+                       "--batch-size", "195", "--validation-split", "0.05", "--max-steps", "2")
     assert result.returncode == 1, result.stderr
     numbers = re.search(r"--validation-split 0.05 holds out (\d+) of the 200 usable records, leaving (\d+) to "
                         r"train on: less than one batch \(--batch-size 195\)", result.stderr)
@@ -237,10 +236,10 @@ def test_a_split_leaving_less_than_a_batch_is_an_error_before_training(digits_se
     assert "Traceback" not in result.stderr and not (tmp_path / "m").exists()
 
 
-def test_a_resumed_run_says_which_settings_changed(digits_set, tmp_path):
+def test_a_resumed_run_says_which_settings_changed(digits_set, tmp_path, aocr_main):
     def train(steps, *flags):
-        result = run_aocr("train", str(digits_set.tfrecords), "--model-dir", "m", *SMALLEST, "--batch-size", "8",
-                          "--max-steps", steps, *flags, cwd=tmp_path)
+        result = aocr_main("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "m"), *SMALLEST,
+                           "--batch-size", "8", "--max-steps", steps, *flags)
         assert result.returncode == 0, result.stderr
         return result.stderr
 
@@ -252,11 +251,11 @@ def test_a_resumed_run_says_which_settings_changed(digits_set, tmp_path):
     assert "training from step 2" in changed
 
 
-def test_a_truncated_file_is_reported_once(digits_set, tmp_path):
+def test_a_truncated_file_is_reported_once(digits_set, tmp_path, aocr_main):
     data = digits_set.tfrecords.read_bytes()
     (tmp_path / "cut.tfrecords").write_bytes(data[:len(data) * 3 // 4])
-    result = run_aocr("train", "cut.tfrecords", "--model-dir", "m", *SMALLEST, "--batch-size", "8",
-                      "--validation-split", "0.2", "--max-steps", "1", cwd=tmp_path)
+    result = aocr_main("train", str(tmp_path / "cut.tfrecords"), "--model-dir", str(tmp_path / "m"), *SMALLEST,
+                       "--batch-size", "8", "--validation-split", "0.2", "--max-steps", "1")
     assert result.returncode == 0, result.stderr
     assert "records held out for validation" in result.stderr
     assert result.stderr.count("is truncated or corrupt") == 1, result.stderr

@@ -41,29 +41,28 @@ def test_stdin_paths_and_directories(trained_model, digits_set):
     assert len(parse(directory.stdout)) == len(digits_set.images)
 
 
-def test_batched_answers_equal_one_at_a_time(trained_model, digits_set):
+def test_batched_answers_equal_one_at_a_time(trained_model, digits_set, aocr_main):
     paths = [str(p) for p in digits_set.images[:30]]
-    batched = run_aocr("predict", *paths, "--model-dir", str(trained_model), "--batch-size", "64",
-                       cwd=trained_model.parent)
-    single = run_aocr("predict", *paths, "--model-dir", str(trained_model), "--batch-size", "1",
-                      cwd=trained_model.parent)
+    batched = aocr_main("predict", *paths, "--model-dir", str(trained_model), "--batch-size", "64")
+    single = aocr_main("predict", *paths, "--model-dir", str(trained_model), "--batch-size", "1")
     one, many = parse(single.stdout), parse(batched.stdout)
     assert [r[1] for r in one] == [r[1] for r in many]
     assert all(abs(a[2] - b[2]) < 1e-3 for a, b in zip(one, many, strict=True))
 
 
-def test_unreadable_files_are_reported_and_the_rest_go_on(trained_model, digits_set, tmp_path):
+def test_unreadable_files_are_reported_and_the_rest_go_on(trained_model, digits_set, tmp_path, aocr_main):
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image")
     good = str(digits_set.images[0])
-    result = run_aocr("predict", str(tmp_path / "missing.png"), good, str(not_image), "--model-dir",
-                      str(trained_model), cwd=tmp_path)
+    result = aocr_main("predict", str(tmp_path / "missing.png"), good, str(not_image), "--model-dir",
+                       str(trained_model))
     assert result.returncode == 0
     assert [row[0] for row in parse(result.stdout)] == [good]
     assert "missing.png" in result.stderr and "notes.png" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_the_python_api_example_reads_as_predict_does_and_names_what_it_cannot(trained_model, digits_set, tmp_path):
+def test_the_python_api_example_reads_as_predict_does_and_names_what_it_cannot(trained_model, digits_set, tmp_path,
+                                                                               aocr_main):
     """examples/read_images.py: the Recognizer as a user's program uses it, a bad file among good ones."""
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image")
@@ -72,13 +71,13 @@ def test_the_python_api_example_reads_as_predict_does_and_names_what_it_cannot(t
     result = subprocess.run([sys.executable, str(script), str(trained_model), *paths], capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    predicted = run_aocr("predict", paths[0], paths[2], "--model-dir", str(trained_model), cwd=tmp_path)
+    predicted = aocr_main("predict", paths[0], paths[2], "--model-dir", str(trained_model))
     assert [row[:2] for row in parse(result.stdout)] == [row[:2] for row in parse(predicted.stdout)]
     assert f"{not_image}: skipped, " in result.stderr and "Traceback" not in result.stderr
 
 
-def test_no_readable_image_exits_non_zero(trained_model, tmp_path):
-    result = run_aocr("predict", str(tmp_path / "missing.png"), "--model-dir", str(trained_model), cwd=tmp_path)
+def test_no_readable_image_exits_non_zero(trained_model, tmp_path, aocr_main):
+    result = aocr_main("predict", str(tmp_path / "missing.png"), "--model-dir", str(trained_model))
     assert result.returncode != 0 and result.stdout == ""
     assert "missing.png" in result.stderr and "Traceback" not in result.stderr
 
