@@ -24,7 +24,7 @@ def read_back(path):
     return list(iter_records([str(path)]))
 
 
-def test_mixed_good_and_bad_lines_write_exactly_the_good_ones(tmp_path):
+def test_mixed_good_and_bad_lines_write_exactly_the_good_ones(tmp_path, aocr_main):
     good = render_images(tmp_path / "good", [f"A{n}" for n in range(40)])
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(good[0].read_bytes()[:60])
@@ -40,7 +40,7 @@ def test_mixed_good_and_bad_lines_write_exactly_the_good_ones(tmp_path):
     annotations.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8"))
     output = tmp_path / "out.tfrecords"
 
-    result = run_aocr("dataset", str(annotations), str(output), cwd=tmp_path)
+    result = aocr_main("dataset", str(annotations), str(output))
 
     assert result.returncode == 0, result.stderr
     records = read_back(output)
@@ -80,16 +80,16 @@ def test_default_output_name(tmp_path):
     assert len(read_back(tmp_path / "dataset.tfrecords")) == 1
 
 
-def test_missing_annotation_file_is_one_line_error(tmp_path):
-    result = run_aocr("dataset", "nowhere.txt", "out.tfrecords", cwd=tmp_path)
+def test_missing_annotation_file_is_one_line_error(tmp_path, aocr_main):
+    result = aocr_main("dataset", str(tmp_path / "nowhere.txt"), str(tmp_path / "out.tfrecords"))
     assert result.returncode != 0
     assert "nowhere.txt" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.tfrecords").exists()
 
 
-def test_no_good_line_fails_and_writes_nothing(tmp_path):
+def test_no_good_line_fails_and_writes_nothing(tmp_path, aocr_main):
     (tmp_path / "a.txt").write_text("missing.png ABC\n\n")
-    result = run_aocr("dataset", "a.txt", "out.tfrecords", cwd=tmp_path)
+    result = aocr_main("dataset", str(tmp_path / "a.txt"), str(tmp_path / "out.tfrecords"))
     assert result.returncode != 0
     assert "missing.png" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.tfrecords").exists()

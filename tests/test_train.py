@@ -43,9 +43,8 @@ def test_no_distance_and_verbose_per_image_lines(trained_model, digits_set):
     assert len(progress) == 2 and all(", word accuracy " in line for line in progress), progress
 
 
-def test_test_rejects_a_contradicting_shape_flag(trained_model, digits_set):
-    result = run_aocr("test", str(digits_set.tfrecords), "--model-dir", str(trained_model), "--max-width", "500",
-                      cwd=trained_model.parent)
+def test_test_rejects_a_contradicting_shape_flag(trained_model, digits_set, aocr_main):
+    result = aocr_main("test", str(digits_set.tfrecords), "--model-dir", str(trained_model), "--max-width", "500")
     assert result.returncode != 0
     assert "--max-width" in result.stderr and "500" in result.stderr and "120" in result.stderr
     assert "Traceback" not in result.stderr
@@ -161,18 +160,19 @@ def test_image_height_is_stored_and_used_by_predict_and_the_export(digits_set, t
     assert [dim.size for dim in pixels.dim] == [-1, 48, -1, 1]
 
 
-def test_labels_outside_the_charset_are_reported_not_a_crash(tmp_path):
+def test_labels_outside_the_charset_are_reported_not_a_crash(tmp_path, aocr_main):
     images = render_images(tmp_path / "imgs", ["12", "34", "5-6"])
     write_annotations(tmp_path / "a.txt", list(zip(images, ["12", "34", "5-6"], strict=True)))
-    assert run_aocr("dataset", "a.txt", "d.tfrecords", cwd=tmp_path).returncode == 0
-    result = run_aocr("train", "d.tfrecords", "--model-dir", "m", *TINY_SHAPE, "--charset", "0123456789",
-                      "--batch-size", "2", "--max-steps", "1", cwd=tmp_path)
+    records = str(tmp_path / "d.tfrecords")
+    assert aocr_main("dataset", str(tmp_path / "a.txt"), records).returncode == 0
+    result = aocr_main("train", records, "--model-dir", str(tmp_path / "m"), *TINY_SHAPE, "--charset", "0123456789",
+                       "--batch-size", "2", "--max-steps", "1")
     assert result.returncode == 0, result.stderr
     assert "outside the charset" in result.stderr and "'-'" in result.stderr
     assert "3 records in 1 file(s), 2 usable" in result.stderr
 
 
-def test_train_on_a_missing_dataset_is_a_clear_error(tmp_path):
-    result = run_aocr("train", "nothing.tfrecords", "--model-dir", "m", cwd=tmp_path)
+def test_train_on_a_missing_dataset_is_a_clear_error(tmp_path, aocr_main):
+    result = aocr_main("train", str(tmp_path / "nothing.tfrecords"), "--model-dir", str(tmp_path / "m"))
     assert result.returncode != 0
     assert "nothing.tfrecords" in result.stderr and "Traceback" not in result.stderr
