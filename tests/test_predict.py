@@ -29,14 +29,13 @@ def test_arguments_give_one_line_per_image_in_order(trained_model, digits_set):
     assert correct >= 18
 
 
-def test_stdin_paths_and_directories(trained_model, digits_set):
+def test_stdin_paths_and_directories(trained_model, digits_set, aocr_main):
     paths = [str(p) for p in digits_set.images[:10]]
     piped = run_aocr("predict", "--model-dir", str(trained_model), stdin="\n".join(paths) + "\n",
                      cwd=trained_model.parent)
     assert piped.returncode == 0, piped.stderr
     assert [row[0] for row in parse(piped.stdout)] == paths
-    directory = run_aocr("predict", str(digits_set.images[0].parent), "--model-dir", str(trained_model),
-                         cwd=trained_model.parent)
+    directory = aocr_main("predict", str(digits_set.images[0].parent), "--model-dir", str(trained_model))
     assert directory.returncode == 0
     assert len(parse(directory.stdout)) == len(digits_set.images)
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from aocr.inference.recognizer import Result
 from aocr.inference.visualize import CAPTION_HEIGHT, DISPLAY_HEIGHT, AttentionWriter, attention_over_width, display_size
-from tests.conftest import run_aocr, write_annotations
+from tests.conftest import write_annotations
 
 
 class Links(HTMLParser):
@@ -22,15 +22,14 @@ class Links(HTMLParser):
         self.rows += tag == "tr"
 
 
-def test_test_visualize_writes_folders_gifs_and_report(trained_model, digits_set, tmp_path):
+def test_test_visualize_writes_folders_gifs_and_report(trained_model, digits_set, tmp_path, aocr_main):
     rows = list(zip(digits_set.images[:10], digits_set.labels[:10], strict=True))
     rows.append((digits_set.images[10], "9999"))  # a wrong label, so one image lands in incorrect/
     write_annotations(tmp_path / "a.txt", rows)
-    assert run_aocr("dataset", "a.txt", "few.tfrecords", "--save-filename", cwd=tmp_path).returncode == 0
-    result = run_aocr("test", "few.tfrecords", "--model-dir", str(trained_model), "--visualize",
-                      "--output-dir", "out", cwd=tmp_path)
+    records, out = str(tmp_path / "few.tfrecords"), tmp_path / "out"
+    assert aocr_main("dataset", str(tmp_path / "a.txt"), records, "--save-filename").returncode == 0
+    result = aocr_main("test", records, "--model-dir", str(trained_model), "--visualize", "--output-dir", str(out))
     assert result.returncode == 0, result.stderr
-    out = tmp_path / "out"
     folders = [*(out / "correct").glob("*"), *(out / "incorrect").glob("*")]
     assert len(folders) == 11
     assert (out / "incorrect" / digits_set.images[10].stem).is_dir()
@@ -57,10 +56,10 @@ def test_test_visualize_writes_folders_gifs_and_report(trained_model, digits_set
     assert report.index("incorrect") < report.index("class='correct'")  # incorrect ones first
 
 
-def test_predict_visualize_names_folders_after_files(trained_model, digits_set, tmp_path):
+def test_predict_visualize_names_folders_after_files(trained_model, digits_set, tmp_path, aocr_main):
     paths = [str(p) for p in digits_set.images[:3]]
-    result = run_aocr("predict", *paths, "--model-dir", str(trained_model), "--visualize", "--output-dir", "viz",
-                      cwd=tmp_path)
+    result = aocr_main("predict", *paths, "--model-dir", str(trained_model), "--visualize", "--output-dir",
+                       str(tmp_path / "viz"))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "viz").iterdir() if p.is_dir()) == sorted(
         p.stem for p in digits_set.images[:3])
