@@ -33,6 +33,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -164,6 +165,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--kraken-venv", type=Path, default=Path("/work/kraken-venv"),
                         help="virtual environment with kraken installed (its bin/ketos and bin/kraken)")
     parser.add_argument("--engines", type=parse_engines, default=list(ENGINES), help="aocr,kraken or one of them")
+    parser.add_argument("--aocr-flags", default="", metavar="FLAGS",
+                        help="more flags for aocr train, e.g. '--augment none' (default: none, the defaults)")
+    parser.add_argument("--json", default="lines_vs_kraken.json", metavar="NAME",
+                        help="the results file under benchmarks/out (default: %(default)s)")
     parser.add_argument("--kraken-freq", type=float, default=0.5,
                         help="kraken validates and saves a checkpoint every this many epochs (its --freq)")
     args = parser.parse_args()
@@ -257,7 +262,7 @@ def run_aocr(args: argparse.Namespace, references: dict[str, str]) -> Run:
     if made.returncode != 0:
         raise fail(f"aocr dataset failed:\n{made.stderr[-3000:]}")
     command = aocr("train", str(records), "--model-dir", str(model_dir), "--no-resume",
-                   "--max-minutes", f"{args.minutes[-1]:g}", "--log-path", "")
+                   "--max-minutes", f"{args.minutes[-1]:g}", "--log-path", "", *shlex.split(args.aocr_flags))
     process = train_with_marks(run, command, work, args.minutes, False,
                                lambda mark: aocr_snapshot(model_dir, mark))
     if process.returncode != 0:
@@ -406,14 +411,14 @@ def main() -> None:
     references = line_pairs(args.test)
     results = {"machine": machine(), "versions": versions(args, args.engines), "train": str(args.train),
                "train_lines": len(train_images), "test": str(args.test), "test_lines": len(references),
-               "minutes": args.minutes, "kraken_freq": args.kraken_freq, "runs": []}
+               "minutes": args.minutes, "kraken_freq": args.kraken_freq, "aocr_flags": args.aocr_flags, "runs": []}
     runs = []
     for engine in args.engines:
         runs.append(run_aocr(args, references) if engine == "aocr" else run_kraken(args, references, train_images))
         results["runs"] = [asdict(run) for run in runs]
-        write_json("lines_vs_kraken.json", results)
+        write_json(args.json, results)
     table(runs)
-    print(f"wrote {OUT / 'lines_vs_kraken.json'}")
+    print(f"wrote {OUT / args.json}")
 
 
 if __name__ == "__main__":
