@@ -29,11 +29,11 @@ def batches(dataset):
                     return out
 
 
-def test_round_trip_to_padded_batches(tmp_path):
+def test_round_trip_to_padded_batches(tmp_path, aocr_main):
     texts = ["A", "BCDEFG", "HI", "JKLM", "7", "XYZ12"]
     images = render_images(tmp_path / "imgs", texts)
     write_annotations(tmp_path / "a.txt", list(zip(images, texts, strict=True)))
-    assert run_aocr("dataset", "a.txt", "d.tfrecords", cwd=tmp_path).returncode == 0
+    assert aocr_main("dataset", str(tmp_path / "a.txt"), str(tmp_path / "d.tfrecords")).returncode == 0
     params = ModelParams(max_width=300, max_height=32, max_prediction=6)
     scan = scan_labels([str(tmp_path / "d.tfrecords")], params)
     assert scan.usable == 6
@@ -57,12 +57,13 @@ def test_round_trip_to_padded_batches(tmp_path):
     assert seen == set(texts)
 
 
-def test_labels_too_long_or_outside_charset_are_skipped_and_counted(tmp_path, caplog):
+def test_labels_too_long_or_outside_charset_are_skipped_and_counted(tmp_path, aocr_main):
     images = render_images(tmp_path / "imgs", ["AB", "CD", "EF"])
     write_annotations(tmp_path / "a.txt", [(images[0], "AB"), (images[1], "TOOLONGLABEL"), (images[2], "a-b")])
-    assert run_aocr("dataset", "a.txt", "d.tfrecords", "--no-force-uppercase", cwd=tmp_path).returncode == 0
+    records = str(tmp_path / "d.tfrecords")
+    assert aocr_main("dataset", str(tmp_path / "a.txt"), records, "--no-force-uppercase").returncode == 0
     params = ModelParams(max_prediction=5)
-    scan = scan_labels([str(tmp_path / "d.tfrecords")], params)
+    scan = scan_labels([records], params)
     assert scan.keep.tolist() == [True, False, False]
     assert scan.too_long == ["TOOLONGLABEL"]
     assert "-" in scan.unknown_chars  # 'a' is upper-cased to 'A', '-' stays unknown
