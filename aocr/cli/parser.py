@@ -127,10 +127,7 @@ def _add_dataset(sub: Any, common: argparse.ArgumentParser, charset: argparse.Ar
 
 
 def _add_train(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    batch = options.batch_size(defaults.TRAIN_BATCH_SIZE, "; until the attention has aligned, learning is bound by "
-                                                          "steps, and the original aocr's 65 takes about 3 times as "
-                                                          "long per step")
-    own = _flags(batch, *options.TRAINING, options.MODEL_DECODER, options.MAX_IMAGE_PIXELS)
+    own = _flags(options.TRAIN_BATCH_SIZE, *options.TRAINING, options.MODEL_DECODER, options.MAX_IMAGE_PIXELS)
     p = sub.add_parser("train", parents=[*parents, own, _ignored_flags("train", "--no-distance", "--output-dir")],
                        help="TFRecords -> checkpoints",
                        description="Train a model, resuming from the model dir's latest checkpoint.")
@@ -188,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "and export read it)")
     model = [common, _flags(options.MODEL_DIR), charset, shape]
     gpu, checkpoint = _flags(options.GPU_ID), _flags(options.CHECKPOINT)
-    inference_batch = _flags(options.batch_size(defaults.BATCH_SIZE))
+    inference_batch = _flags(options.INFERENCE_BATCH_SIZE)
     _add_dataset(sub, common, charset)
     _add_train(sub, [*model, gpu])
     _add_test(sub, [*model, gpu, inference_batch, checkpoint])

@@ -11,7 +11,7 @@ from aocr.training.trainer import TrainConfig, run_training
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from the training flags, by the fields their rows in aocr.core.options name."""
-    shared = (options.MODEL_DIR, options.GPU_ID, options.MAX_IMAGE_PIXELS, options.batch_size(0))
+    shared = (options.MODEL_DIR, options.GPU_ID, options.MAX_IMAGE_PIXELS, options.TRAIN_BATCH_SIZE)
     return TrainConfig(dataset=args.dataset_path, **options.values_of(args, (*shared, *options.TRAINING)))
 
 
