@@ -51,7 +51,8 @@ def model_width(header: ImageHeader | None, height: int) -> int:
     if header is None or header.width <= 0 or header.height <= 0:
         return 0
     width, tall = (header.height, header.width) if header.orientation >= 5 else (header.width, header.height)
-    return max(4, 4 * round(width * height / tall / 4))
+    stride = defaults.WIDTH_STRIDE
+    return max(stride, stride * round(width * height / tall / stride))
 
 
 def input_types(signature: Any, key: str) -> dict[str, np.dtype]:
