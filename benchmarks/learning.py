@@ -11,6 +11,7 @@ from pathlib import Path
 
 from common import OUT
 
+from aocr.core import defaults
 from aocr.core.params import ModelParams
 from aocr.inference.evaluate import evaluate
 from aocr.inference.recognizer import Recognizer
@@ -27,7 +28,7 @@ class LearningRun:
     test_records: Path
     params: ModelParams
     batch_size: int
-    augment: str = "light"
+    augment: str = defaults.AUGMENT
 
 
 class _PerplexityLog(logging.Handler):

@@ -57,14 +57,16 @@ def training_speed(tfrecords: Path, params: ModelParams, batch_size: int, steps:
 
 
 def learning_run(name: str, params: ModelParams) -> LearningRun:
-    """A learning run named SET-bBATCH[-noaug][-ctc]: SET is rendered (6000 rendered strings), captcha (6000
-    captcha-style images) or small (500 rendered strings), all tested on held-out images of their kind; -ctc
-    trains the CTC head alone (--decoder ctc), else both heads as `--decoder auto` does for short labels."""
-    match = re.fullmatch(r"(rendered|captcha|small)-b(\d+)(-noaug)?(-ctc)?", name)
+    """A learning run named SET-bBATCH[-noaug|-light][-ctc]: SET is rendered (6000 rendered strings), captcha
+    (6000 captcha-style images) or small (500 rendered strings), all tested on held-out images of their kind;
+    -noaug and -light train with --augment none or light instead of the default; -ctc trains the CTC head alone
+    (--decoder ctc, the default for a new model), else both heads."""
+    match = re.fullmatch(r"(rendered|captcha|small)-b(\d+)(?:-(noaug|light))?(-ctc)?", name)
     if not match:
-        raise SystemExit(f"unknown learning run {name!r}: expected SET-bBATCH[-noaug][-ctc], SET "
+        raise SystemExit(f"unknown learning run {name!r}: expected SET-bBATCH[-noaug|-light][-ctc], SET "
                          "rendered|captcha|small")
-    kind, batch, augment = match.group(1), int(match.group(2)), "none" if match.group(3) else "light"
+    kind, batch = match.group(1), int(match.group(2))
+    augment = {"noaug": "none", "light": "light", None: defaults.AUGMENT}[match.group(3)]
     params = dataclasses.replace(params, decoder="ctc" if match.group(4) else "attention")
     if kind == "captcha":
         _, train_records = captcha_set("captcha-train-6000", 6000, seed=21)
@@ -152,8 +154,8 @@ def main() -> None:
     parser.add_argument("--test-count", type=int, default=500)
     parser.add_argument("--learning-only", action="store_true", help="only the accuracy-versus-time curves")
     parser.add_argument("--learning-runs", default=DEFAULT_RUN,
-                        help="comma-separated learning runs SET-bBATCH[-noaug][-ctc], SET rendered, captcha or small, "
-                             "e.g. rendered-b65,captcha-b32-ctc,small-b32-noaug (default: %(default)s)")
+                        help="comma-separated learning runs SET-bBATCH[-noaug|-light][-ctc], SET rendered, captcha or "
+                             "small, e.g. rendered-b65,captcha-b32-ctc,small-b32-noaug (default: %(default)s)")
     parser.add_argument("--speed-only", action="store_true",
                         help="only the training speed at batch 32, beside the original's on this CPU")
     parser.add_argument("--predict-only", action="store_true",

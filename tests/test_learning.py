@@ -243,12 +243,16 @@ def test_a_resumed_run_says_which_settings_changed(digits_set, tmp_path, aocr_ma
         assert result.returncode == 0, result.stderr
         return result.stderr
 
-    train("1", "--augment", "light")
-    same = train("2", "--augment", "light")
+    first = train("1")
+    steps_per_epoch = -(-int(re.search(r"(\d+) to train on", first).group(1)) // 8)
+    undistorted_until = f"--augment auto: the images as they are until step {10 * steps_per_epoch} (10 passes"
+    assert undistorted_until in first
+    same = train("2", "--augment", "auto")
     assert "resumed from" in same and "resuming with" not in same
+    assert undistorted_until in same  # counted from step 0, not from where this run starts
     changed = train("3", "--augment", "strong", "--validation-split", "0.1")
-    assert "resuming with --augment strong (was light), --validation-split 0.1 (was 0.05)" in changed
-    assert "training from step 2" in changed
+    assert "resuming with --augment strong (was auto), --validation-split 0.1 (was 0.05)" in changed
+    assert "training from step 2" in changed and "--augment auto" not in changed
 
 
 def test_a_truncated_file_is_reported_once(digits_set, tmp_path, aocr_main):

@@ -57,6 +57,24 @@ def test_round_trip_to_padded_batches(tmp_path, aocr_main):
     assert seen == set(texts)
 
 
+def test_distortions_start_after_the_undistorted_images(tmp_path, aocr_main):
+    texts = ["AB", "CDE", "FG", "HIJK"]
+    images = render_images(tmp_path / "imgs", texts)
+    write_annotations(tmp_path / "a.txt", list(zip(images, texts, strict=True)))
+    assert aocr_main("dataset", str(tmp_path / "a.txt"), str(tmp_path / "d.tfrecords")).returncode == 0
+    params = ModelParams(max_width=160, max_height=32, max_prediction=4)
+    scan = scan_labels([str(tmp_path / "d.tfrecords")], params)
+    plain = {}
+    for batch in batches(lambda: training_dataset(scan, params, batch_size=1, num_epoch=1, seed=0)):
+        plain[batch["label_ids"][0].tobytes()] = batch["images"][0]
+
+    out = batches(lambda: training_dataset(scan, params, batch_size=1, num_epoch=3, seed=0,
+                                           augment_level="strong", undistorted_first=6))
+
+    unchanged = [np.array_equal(batch["images"][0], plain[batch["label_ids"][0].tobytes()]) for batch in out]
+    assert unchanged[:6] == [True] * 6 and not any(unchanged[6:]) and len(unchanged) == 12
+
+
 def test_labels_too_long_or_outside_charset_are_skipped_and_counted(tmp_path, aocr_main):
     images = render_images(tmp_path / "imgs", ["AB", "CD", "EF"])
     write_annotations(tmp_path / "a.txt", [(images[0], "AB"), (images[1], "TOOLONGLABEL"), (images[2], "a-b")])

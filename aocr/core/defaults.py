@@ -80,8 +80,13 @@ MAX_REQUEST_PIXELS = 10_000_000
 MAX_RUN_MODEL_PIXELS = 500_000
 
 # Training-time augmentation of the decoded images (aocr.data.augment); test, predict and export never augment.
-AUGMENT_LEVELS = ("none", "light", "strong")
-AUGMENT = "light"
+AUGMENT_LEVELS = ("auto", "none", "light", "strong")
+AUGMENT = "auto"
+# --augment auto: the first passes over the training set see the images as they are, which learns fastest while
+# the model is far from fitting them; the passes after these add AUTO_AUGMENT_LEVEL's distortions against
+# overfitting. So a large set read a few times is never distorted, a small one read many times mostly is.
+AUTO_UNDISTORTED_EPOCHS = 10
+AUTO_AUGMENT_LEVEL = "light"
 # Share of the training records held out for validation when no --validation file is given (0: none).
 VALIDATION_SPLIT = 0.05
 # Held-out (or --validation) records scored at each checkpoint: enough for a word accuracy within about a

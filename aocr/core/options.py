@@ -236,8 +236,10 @@ TRAINING = (
          help="start from another model's weights (same shapes; characters the two charsets share keep their rows), "
               "with a fresh step count"),
     _opt("--augment", "augment", choices=defaults.AUGMENT_LEVELS, default=defaults.AUGMENT,
-         help="random distortions of the training images (rotation, shear, scale, blur, noise, contrast); test, "
-              "predict and export never augment (default: %(default)s)"),
+         help="random distortions of the training images (rotation, shear, scale, blur, noise, contrast); auto: "
+              f"none for the first {defaults.AUTO_UNDISTORTED_EPOCHS} passes over the training set, "
+              f"{defaults.AUTO_AUGMENT_LEVEL} after them; test, predict and export never augment "
+              "(default: %(default)s)"),
     _opt("--validation", "validation", metavar="DATASET",
          help="TFRecords to score at every checkpoint (word and character accuracy and attention images in "
               f"TensorBoard; its first {defaults.VALIDATION_LIMIT} records)"),

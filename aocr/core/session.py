@@ -49,6 +49,11 @@ def latest_checkpoint(model_dir: str) -> str | None:
     return tf.train.latest_checkpoint(model_dir)
 
 
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The global step a checkpoint was saved at; 0 for none."""
+    return int(tf.train.load_variable(checkpoint, "global_step")) if checkpoint else 0
+
+
 def choose_checkpoint(model_dir: str, which: str = "best") -> str:
     """The checkpoint `--checkpoint which` names: "best" (the best validated one training kept, else the
     latest), "latest", or a checkpoint path (a prefix such as DIR/model.ckpt-1000, or a directory)."""

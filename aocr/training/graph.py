@@ -39,8 +39,9 @@ def build_training_graph(scan: LabelScan, params: ModelParams, settings: dict, s
                          with_validation: bool) -> TrainingGraph:
     """Everything one training step runs, placed by `strategy` (one machine or a cluster).
 
-    settings: batch_size, num_epoch, seed, augment, optimizer, learning_rate (the effective one),
-    max_gradient_norm, gpu_id and cnn_dtype, as TrainConfig holds them.
+    settings: batch_size, num_epoch, seed, optimizer, learning_rate (the effective one), max_gradient_norm,
+    gpu_id and cnn_dtype, as TrainConfig holds them; augment and undistorted_first, as
+    aocr.training.augment_plan plans them.
     """
     graph = tf.Graph()
     with graph.as_default():
@@ -48,7 +49,8 @@ def build_training_graph(scan: LabelScan, params: ModelParams, settings: dict, s
             tf1.set_random_seed(settings["seed"])
         with strategy.placement():
             dataset = training_dataset(scan, params, settings["batch_size"], strategy.epochs(settings["num_epoch"]),
-                                       settings["seed"], strategy.shards, strategy.shard, settings["augment"])
+                                       settings["seed"], strategy.shards, strategy.shard, settings["augment"],
+                                       settings["undistorted_first"])
             batch = tf1.data.make_one_shot_iterator(dataset).get_next()
             with model_device(settings["gpu_id"]):
                 global_step = tf1.train.get_or_create_global_step()

@@ -20,13 +20,14 @@ from aocr.core import params as model_params
 from aocr.core.errors import AocrError
 from aocr.core.params import ModelParams
 from aocr.core.precision import training_compute_dtype
-from aocr.core.session import best_dir, latest_checkpoint
+from aocr.core.session import best_dir, checkpoint_step, latest_checkpoint
 from aocr.core.signals import StopRequest
 from aocr.data.holdout import Split, split_scan
 from aocr.data.records import each_problem_once, expand_dataset_paths, report_scan
 from aocr.data.survey import resolve_flags, resolve_from_data
 from aocr.model.optimize import FINE_TUNE_WARMUP_STEPS, batch_scaled_rate
 from aocr.training import distributed
+from aocr.training.augment_plan import plan_augmentation
 from aocr.training.checkpoints import CheckpointCallback, Checkpointer, note_changed_settings
 from aocr.training.cluster import ClusterStrategy, cluster_session_config, serve_parameters
 from aocr.training.graph import TrainingGraph, build_training_graph
@@ -55,7 +56,7 @@ class TrainConfig:
     gpu_id: int | None = None
     # the CNN's arithmetic in training: auto, float32 or bfloat16 (aocr.core.precision)
     precision: str = defaults.PRECISION
-    augment: str = defaults.AUGMENT  # random distortions of the training images: none, light or strong
+    augment: str = defaults.AUGMENT  # random distortions of the training images: auto, none, light or strong
     validation: str | None = None  # TFRecords scored at every checkpoint (first defaults.VALIDATION_LIMIT records)
     validation_split: float = defaults.VALIDATION_SPLIT  # share of the training records held out (no --validation)
     patience: int | None = defaults.PATIENCE  # validated checkpoints without improvement before stopping
@@ -122,10 +123,13 @@ def _total_steps(config: TrainConfig, usable: int, strategy: Strategy, start_ste
     Synchronous trainers each read their own shard for one global step; asynchronous ones
     each advance the global step by one per batch of their own, so an epoch counts all trainers' steps.
     """
-    readers = 1 if strategy.steps_count_every_trainer else strategy.shards
-    steps_per_epoch = math.ceil(usable / readers / config.batch_size)
-    total = steps_per_epoch * config.num_epoch + start_step
+    total = _steps_per_epoch(config, usable, strategy) * config.num_epoch + start_step
     return total if config.max_steps is None else min(total, config.max_steps)
+
+
+def _steps_per_epoch(config: TrainConfig, usable: int, strategy: Strategy) -> int:
+    readers = 1 if strategy.steps_count_every_trainer else strategy.shards
+    return math.ceil(usable / readers / config.batch_size)
 
 
 def train(config: TrainConfig, params: ModelParams, strategy: Strategy | None = None,
@@ -136,12 +140,14 @@ def train(config: TrainConfig, params: ModelParams, strategy: Strategy | None = 
     split = _scan(config, params)
     scan, validation = split.training, _validation(config, split, params, strategy)
     cnn_dtype = training_compute_dtype(config.precision, config.gpu_id, in_cluster=strategy.in_cluster)
-    settings = {"batch_size": config.batch_size, "num_epoch": config.num_epoch, "seed": config.seed,
-                "augment": config.augment, "optimizer": config.optimizer,
-                "learning_rate": config.effective_learning_rate, "max_gradient_norm": config.max_gradient_norm,
-                "gpu_id": config.gpu_id, "cnn_dtype": cnn_dtype}
-    training = build_training_graph(scan, params, settings, strategy, validation is not None)
     checkpoint = latest_checkpoint(config.model_dir) if config.resume else None
+    augmentation = plan_augmentation(config.augment, _steps_per_epoch(config, scan.usable, strategy),
+                                     checkpoint_step(checkpoint), config.batch_size, strategy)
+    settings = {"batch_size": config.batch_size, "num_epoch": config.num_epoch, "seed": config.seed,
+                "augment": augmentation.level, "undistorted_first": augmentation.undistorted_first,
+                "optimizer": config.optimizer, "learning_rate": config.effective_learning_rate,
+                "max_gradient_norm": config.max_gradient_norm, "gpu_id": config.gpu_id, "cnn_dtype": cnn_dtype}
+    training = build_training_graph(scan, params, settings, strategy, validation is not None)
     if strategy.is_chief:
         tf.io.gfile.makedirs(config.model_dir)
         if checkpoint is None and tf.io.gfile.exists(best_dir(config.model_dir)):
