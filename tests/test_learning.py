@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from aocr.core import defaults
 from aocr.core.params import ModelParams
 from aocr.core.session import choose_checkpoint, validated_decoder
 from aocr.data.augment import augment
@@ -238,21 +239,25 @@ def test_a_split_leaving_less_than_a_batch_is_an_error_before_training(digits_se
 
 def test_a_resumed_run_says_which_settings_changed(digits_set, tmp_path, aocr_main):
     def train(steps, *flags):
+        # half held out leaves about 100 records: ten passes over them take about 70 steps
         result = aocr_main("train", str(digits_set.tfrecords), "--model-dir", str(tmp_path / "m"), *SMALLEST,
-                           "--batch-size", "8", "--max-steps", steps, *flags)
+                           "--batch-size", "16", "--validation-split", "0.5", "--max-steps", steps,
+                           "--steps-per-checkpoint", "1000", *flags)
         assert result.returncode == 0, result.stderr
         return result.stderr
 
     first = train("1")
-    steps_per_epoch = -(-int(re.search(r"(\d+) to train on", first).group(1)) // 8)
-    undistorted_until = f"--augment auto: the images as they are until step {10 * steps_per_epoch} (10 passes"
-    assert undistorted_until in first
-    same = train("2", "--augment", "auto")
+    distorted_from = 10 * -(-int(re.search(r"(\d+) to train on", first).group(1)) // 16)
+    undistorted = f"--augment auto: the images as they are until step {distorted_from} (10 passes"
+    assert undistorted in first
+    same = train(str(distorted_from + 1), "--augment", "auto")
     assert "resumed from" in same and "resuming with" not in same
-    assert undistorted_until in same  # counted from step 0, not from where this run starts
-    changed = train("3", "--augment", "strong", "--validation-split", "0.1")
-    assert "resuming with --augment strong (was auto), --validation-split 0.1 (was 0.05)" in changed
-    assert "training from step 2" in changed and "--augment auto" not in changed
+    assert undistorted in same  # counted from step 0, not from where the resumed run starts
+    assert f"step {distorted_from}: 10 passes over the training set are done, light distortions from here" in same
+    changed = train(str(distorted_from + 2), "--initial-learning-rate", "0.0005")
+    assert f"resuming with --initial-learning-rate 0.0005 (was {defaults.LEARNING_RATES['adam']:g})" in changed
+    assert "--augment auto: 10 passes over the training set are done, light distortions from here" in changed
+    assert f"training from step {distorted_from + 1}" in changed
 
 
 def test_a_truncated_file_is_reported_once(digits_set, tmp_path, aocr_main):

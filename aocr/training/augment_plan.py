@@ -16,6 +16,14 @@ log = logging.getLogger("aocr")
 class AugmentPlan:
     level: str  # the distortions' strength: none, light or strong (aocr.data.augment)
     undistorted_first: int  # images this trainer reads undistorted before the distortions start
+    starts_at_step: int | None = None  # the global step at which they start, if it is after this run's first
+
+    def notices(self) -> dict[int, str]:
+        """What the training log says when the global step reaches a key (aocr.training.loop.Limits.notices)."""
+        if self.starts_at_step is None:
+            return {}
+        return {self.starts_at_step: f"{defaults.AUTO_UNDISTORTED_EPOCHS} passes over the training set are done, "
+                                     f"{self.level} distortions from here (--augment auto)"}
 
 
 def plan_augmentation(requested: str, steps_per_epoch: int, start_step: int, batch_size: int,
@@ -34,4 +42,4 @@ def plan_augmentation(requested: str, steps_per_epoch: int, start_step: int, bat
              level, level)
     # An asynchronous cluster advances the global step once per trainer's batch, so each reads a share.
     readers = strategy.shards if strategy.steps_count_every_trainer else 1
-    return AugmentPlan(level, undistorted_steps * batch_size // readers)
+    return AugmentPlan(level, undistorted_steps * batch_size // readers, start_step + undistorted_steps)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import tensorflow as tf
 
@@ -58,6 +58,7 @@ class Limits:
     patience: int | None = None  # stop after this many validated checkpoints without a better one
     start_step: int = 0  # the global step this run started from
     warmup_steps: int = 0  # the rate rises linearly over this run's first steps
+    notices: dict[int, str] = field(default_factory=dict)  # global step -> what the log says when it is reached
 
     def budget_used(self, step: int, elapsed: float) -> float:
         """The share of this run's budget spent: of its steps, or of its time when that runs out first."""
@@ -127,6 +128,8 @@ class TrainingLoop:
             self.own_steps += 1
             stats.add(loss, sequence_loss, images, norm)
             progress.update(step - before, loss=f"{loss:.3f}")
+            for due in (due for due in self.limits.notices if before < due <= step):
+                log.info("step %d: %s", due, self.limits.notices[due])
             if step // self.limits.steps_per_checkpoint > before // self.limits.steps_per_checkpoint:
                 if stats.skipped:
                     log.warning("%d of the last %d steps had a non-finite loss or gradient and changed no weight; "

@@ -166,12 +166,12 @@ def train(config: TrainConfig, params: ModelParams, strategy: Strategy | None = 
             log.info("resumed from %s", checkpoint)
             note_changed_settings(config.model_dir, config.run_settings())
         return _run_loop(config, params, training, strategy, (session, raw_session), validation, scan.usable,
-                         cnn_dtype.name, on_checkpoint)
+                         cnn_dtype.name, on_checkpoint, augmentation.notices())
 
 
 def _run_loop(config: TrainConfig, params: ModelParams, training: TrainingGraph, strategy: Strategy, sessions: tuple,
               validation: Validation | None, usable: int, cnn_dtype: str,
-              on_checkpoint: CheckpointCallback | None) -> int:
+              on_checkpoint: CheckpointCallback | None, notices: dict[int, str]) -> int:
     session, raw_session = sessions
     start_step = step = int(raw_session.run(training.global_step))
     total = _total_steps(config, usable, strategy, start_step)
@@ -183,7 +183,7 @@ def _run_loop(config: TrainConfig, params: ModelParams, training: TrainingGraph,
     warmup = FINE_TUNE_WARMUP_STEPS if config.init_from and start_step == 0 else 0
     limits = Limits(total, config.steps_per_checkpoint,
                     None if config.max_minutes is None else 60 * config.max_minutes, config.patience, start_step,
-                    warmup)
+                    warmup, notices)
     loop = TrainingLoop(training, strategy, session, raw_session, checkpointer, limits)
     try:
         if step >= total:
