@@ -22,8 +22,11 @@ class AugmentPlan:
         """What the training log says when the global step reaches a key (aocr.training.loop.Limits.notices)."""
         if self.starts_at_step is None:
             return {}
-        return {self.starts_at_step: f"{defaults.AUTO_UNDISTORTED_EPOCHS} passes over the training set are done, "
-                                     f"{self.level} distortions from here (--augment auto)"}
+        return {self.starts_at_step: f"{_passes_done(self.level)} (--augment auto)"}
+
+
+def _passes_done(level: str) -> str:
+    return f"{defaults.AUTO_UNDISTORTED_EPOCHS} passes over the training set are done, {level} distortions from here"
 
 
 def plan_augmentation(requested: str, steps_per_epoch: int, start_step: int, batch_size: int,
@@ -35,7 +38,7 @@ def plan_augmentation(requested: str, steps_per_epoch: int, start_step: int, bat
     level, epochs = defaults.AUTO_AUGMENT_LEVEL, defaults.AUTO_UNDISTORTED_EPOCHS
     undistorted_steps = max(0, epochs * steps_per_epoch - start_step)
     if not undistorted_steps:
-        log.info("--augment auto: %d passes over the training set are done, %s distortions from here", epochs, level)
+        log.info("--augment auto: %s", _passes_done(level))
         return AugmentPlan(level, 0)
     log.info("--augment auto: the images as they are until step %d (%d passes over the training set), %s "
              "distortions after it (--augment none or %s fixes one level)", start_step + undistorted_steps, epochs,
